@@ -1,0 +1,197 @@
+//! The HTTP API: routes, the OpenAPI document generated from them, and the layers every
+//! request passes (request id, tracing, metrics, JSON errors, timeout, body limit,
+//! authentication).
+
+pub mod admin;
+pub mod auth;
+pub mod cases;
+pub mod dispatch;
+pub mod error;
+pub mod extract;
+pub mod health;
+pub mod observe;
+pub mod provider;
+pub mod tracking;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{HeaderName, Request, StatusCode};
+use axum::middleware;
+use tower::ServiceBuilder;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::{DefaultOnResponse, TraceLayer};
+use tracing::Level;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use utoipa_swagger_ui::SwaggerUi;
+
+use crate::state::AppState;
+
+/// The OpenAPI document's frame; the paths come from the routes.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Rescue dispatch API",
+        description = "Roadside-rescue dispatch: cases, providers, fleet, offers, alerts. \
+                       Errors are `{\"error\": {\"code\", \"message\"}}`.",
+    ),
+    modifiers(&BearerAuth),
+    tags(
+        (name = "operations", description = "health, readiness, metrics"),
+        (name = "admin", description = "providers and users (admin)"),
+        (name = "auth", description = "console login"),
+        (name = "cases", description = "rescue cases and their timeline"),
+        (name = "provider", description = "contracted providers: vehicles, positions, offers, jobs"),
+        (name = "dispatch", description = "agents: fleet map, assignment, offers, alerts"),
+        (name = "devices", description = "GPS devices and phone apps (OsmAnd protocol)"),
+        (name = "tracking", description = "trajectories, alert handling, the customer's tracking link"),
+    )
+)]
+pub struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some(
+                        "Admin token, provider API key (rk_…), session token (st_…) or customer token (ct_…)",
+                    ))
+                    .build(),
+            ),
+        );
+    }
+}
+
+/// Every API route, with its OpenAPI description.
+pub fn api_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(health::healthz))
+        .routes(routes!(health::readyz))
+        .routes(routes!(health::metrics))
+        .routes(routes!(admin::create_provider))
+        .routes(routes!(admin::create_user))
+        .routes(routes!(auth::login))
+        .routes(routes!(auth::logout))
+        .routes(routes!(auth::me))
+        .routes(routes!(cases::create_case, cases::list_cases))
+        .routes(routes!(cases::get_case))
+        .routes(routes!(cases::cancel_case))
+        .routes(routes!(cases::timeline))
+        .routes(routes!(provider::put_vehicle, provider::get_vehicle))
+        .routes(routes!(provider::list_vehicles))
+        .routes(routes!(provider::post_positions))
+        .routes(routes!(provider::list_offers))
+        .routes(routes!(provider::accept_offer))
+        .routes(routes!(provider::decline_offer))
+        .routes(routes!(provider::job_status))
+        .routes(routes!(dispatch::fleet))
+        .routes(routes!(dispatch::assign))
+        .routes(routes!(dispatch::redispatch))
+        .routes(routes!(dispatch::case_offers))
+        .routes(routes!(dispatch::alerts))
+        .routes(routes!(crate::stream::sse::stream))
+        .routes(routes!(tracking::trajectory))
+        .routes(routes!(tracking::acknowledge))
+        .routes(routes!(tracking::resolve))
+        .routes(routes!(tracking::track))
+        .routes(routes!(tracking::page))
+        .routes(routes!(
+            crate::devices::osmand_get,
+            crate::devices::osmand_post
+        ))
+}
+
+/// The OpenAPI document, as served at `/openapi.json`.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    api_routes().split_for_parts().1
+}
+
+/// The whole application router.
+pub fn router(state: AppState) -> Router {
+    let (routes, openapi) = api_routes().split_for_parts();
+    let routes = routes
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            extract::authenticate,
+        ))
+        .with_state(state.clone());
+    let request_id = HeaderName::from_static("x-request-id");
+    Router::new()
+        .merge(routes)
+        .merge(SwaggerUi::new("/docs").url("/openapi.json", openapi))
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(state.config.settings.max_body_bytes))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::SERVICE_UNAVAILABLE,
+            state.config.request_timeout(),
+        ))
+        .layer(CatchPanicLayer::new())
+        .layer(middleware::map_response(observe::json_errors))
+        .layer(middleware::from_fn(observe::track_http))
+        .layer(
+            ServiceBuilder::new()
+                .layer(SetRequestIdLayer::new(request_id.clone(), MakeRequestUuid))
+                .layer(SetSensitiveRequestHeadersLayer::new([
+                    axum::http::header::AUTHORIZATION,
+                    axum::http::header::COOKIE,
+                ]))
+                .layer(
+                    TraceLayer::new_for_http()
+                        .make_span_with(|request: &Request<_>| {
+                            let request_id = request
+                                .headers()
+                                .get("x-request-id")
+                                .and_then(|value| value.to_str().ok())
+                                .unwrap_or_default();
+                            // The route template when there is one: query strings may carry
+                            // positions and some paths carry tokens.
+                            let route = request
+                                .extensions()
+                                .get::<axum::extract::MatchedPath>()
+                                .map(|path| path.as_str().to_owned())
+                                .unwrap_or_else(|| request.uri().path().to_owned());
+                            tracing::info_span!(
+                                "http",
+                                method = %request.method(),
+                                route = %route,
+                                request_id = %request_id,
+                            )
+                        })
+                        .on_response(DefaultOnResponse::new().level(Level::INFO)),
+                )
+                .layer(PropagateRequestIdLayer::new(request_id)),
+        )
+}
+
+/// The OsmAnd protocol alone, for its own port (`RESCUE_OSMAND_ADDR`).
+pub fn osmand_router(state: AppState) -> Router {
+    Router::new()
+        .route(
+            "/",
+            axum::routing::get(crate::devices::osmand_get).post(crate::devices::osmand_post),
+        )
+        .route(
+            "/osmand",
+            axum::routing::get(crate::devices::osmand_get).post(crate::devices::osmand_post),
+        )
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(64 * 1024))
+        .layer(middleware::map_response(observe::json_errors))
+        .layer(middleware::from_fn(observe::track_http))
+        .with_state(state)
+}
+
+async fn not_found() -> error::ApiError {
+    error::ApiError::not_found("route")
+}

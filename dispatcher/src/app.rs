@@ -1,0 +1,372 @@
+//! Startup: configuration → storage → state → router → listener, and the background
+//! loops. Tests build the same [`Application`] on port 0.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use domain::Clock;
+use domain::ports::Store;
+use tokio::net::TcpListener;
+
+use crate::api;
+use crate::bus::Bus;
+use crate::config::{Config, DatabaseKind, parse_listen, parse_radii_km};
+use crate::matching::{DispatchSettings, Dispatcher, ProviderScores, StraightLineEta};
+use crate::registry::FleetRegistry;
+use crate::runtime;
+use crate::security::Keys;
+use crate::state::{AppState, Limits};
+use crate::telemetry;
+
+/// A built server, bound to its port, not yet serving.
+pub struct Application {
+    listener: TcpListener,
+    state: AppState,
+    address: SocketAddr,
+    devices: DeviceListeners,
+}
+
+/// The device protocol listeners that are switched on, bound at build time so their
+/// ports are known before serving (tests bind port 0).
+#[derive(Default)]
+struct DeviceListeners {
+    jt808: Option<TcpListener>,
+    gt06: Option<TcpListener>,
+    osmand: Option<TcpListener>,
+}
+
+async fn bind_optional(setting: &str, name: &str) -> anyhow::Result<Option<TcpListener>> {
+    match parse_listen(setting).map_err(|_| anyhow::anyhow!("{name}: not an address: {setting}"))? {
+        None => Ok(None),
+        Some(address) => Ok(Some(
+            TcpListener::bind(address)
+                .await
+                .with_context(|| format!("binding {name} {address}"))?,
+        )),
+    }
+}
+
+/// Opens the database the configuration names: SQLite or PostgreSQL by URL scheme.
+pub async fn connect_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
+    let settings = &config.settings;
+    let acquire_timeout = Duration::from_millis(settings.db_acquire_timeout_ms);
+    match config.database_kind() {
+        DatabaseKind::Sqlite => {
+            let mut options = storage::SqliteOptions::new(settings.database_url.clone());
+            options.synchronous = settings
+                .sqlite_synchronous
+                .parse()
+                .map_err(anyhow::Error::msg)?;
+            options.acquire_timeout = acquire_timeout;
+            let store = storage::SqliteStore::connect(&options)
+                .await
+                .with_context(|| format!("opening SQLite database {}", settings.database_url))?;
+            Ok(Arc::new(store))
+        }
+        DatabaseKind::Postgres => {
+            let mut options = storage::PgOptions::new(settings.database_url.clone());
+            options.max_connections = settings.db_max_connections;
+            options.acquire_timeout = acquire_timeout;
+            options.schema =
+                (!settings.database_schema.is_empty()).then(|| settings.database_schema.clone());
+            let store = storage::PgStore::connect(&options)
+                .await
+                .context("connecting to PostgreSQL")?;
+            Ok(Arc::new(store))
+        }
+    }
+}
+
+impl Application {
+    /// Builds the server on the real clock.
+    pub async fn build(config: Config) -> anyhow::Result<Application> {
+        Self::build_with_clock(config, Arc::new(domain::SystemClock)).await
+    }
+
+    /// Builds the server with an injected clock (tests drive time by hand).
+    pub async fn build_with_clock(
+        config: Config,
+        clock: Arc<dyn Clock>,
+    ) -> anyhow::Result<Application> {
+        let store = connect_store(&config).await?;
+        let keys = Keys::load(config.secret_key.as_ref(), &config.settings.secret_key_file)?;
+        let listener = TcpListener::bind(config.settings.listen)
+            .await
+            .with_context(|| format!("binding {}", config.settings.listen))?;
+        let address = listener.local_addr()?;
+        let public_url: Arc<str> = config.public_url(address).into();
+        let settings = &config.settings;
+        let bus = Arc::new(match settings.redis_url.as_str() {
+            "" => Bus::in_process(),
+            url => Bus::redis(url, &settings.bus_channel)
+                .await
+                .context("connecting the Redis bus")?,
+        });
+        let registry = Arc::new(
+            FleetRegistry::load(store.clone(), settings.fix_max_future_s, bus.clone())
+                .await
+                .context("loading the fleet")?,
+        );
+        let eta = Arc::new(StraightLineEta {
+            detour_factor: settings.eta_detour_factor,
+            urban_kmh: settings.eta_speed_urban_kmh,
+            rural_kmh: settings.eta_speed_rural_kmh,
+            highway_kmh: settings.eta_speed_highway_kmh,
+            setup_s: u32::try_from(settings.eta_setup_s).unwrap_or(u32::MAX),
+        });
+        let scores = Arc::new(ProviderScores::default());
+        let to_u32 = |value: u64| u32::try_from(value).unwrap_or(u32::MAX);
+        let dispatch_settings = DispatchSettings {
+            radii_m: parse_radii_km(&settings.dispatch_radii_km)?,
+            candidates: settings.dispatch_candidates,
+            max_attempts: settings.max_offer_attempts,
+            offer_timeout_s: to_u32(settings.offer_timeout_s),
+            fix_max_age_s: to_u32(settings.fix_max_age_s),
+            tie_window_s: to_u32(settings.tie_window_s),
+            retry_after_s: to_u32(settings.dispatch_retry_s),
+        };
+        let dispatcher = Arc::new(Dispatcher::new(
+            store.clone(),
+            registry.clone(),
+            eta,
+            scores,
+            clock.clone(),
+            dispatch_settings,
+        ));
+        let tracking = Arc::new(crate::tracking::Tracking::new(
+            store.clone(),
+            clock.clone(),
+            registry.clone(),
+            crate::tracking::tracker_config(settings),
+            &bus,
+        ));
+        tracking.resume().await.context("resuming tracking")?;
+        let devices = Arc::new(crate::devices::DeviceIntake::new(
+            registry.clone(),
+            tracking.clone(),
+            clock.clone(),
+        ));
+        let events = Arc::new(
+            crate::stream::EventTail::start_at_end(store.clone())
+                .await
+                .context("reading the event log")?,
+        );
+        let state = AppState {
+            tracking,
+            events,
+            devices,
+            bus,
+            store,
+            registry,
+            dispatcher,
+            clock,
+            limits: Arc::new(Limits::new(&config)),
+            config: Arc::new(config),
+            keys: Arc::new(keys),
+            public_url,
+            metrics: telemetry::prometheus(),
+            provider_keys: Arc::new(crate::state::KeyCache::default()),
+        };
+        let devices = DeviceListeners {
+            jt808: bind_optional(&state.config.settings.jt808_addr, "RESCUE_JT808_ADDR").await?,
+            gt06: bind_optional(&state.config.settings.gt06_addr, "RESCUE_GT06_ADDR").await?,
+            osmand: bind_optional(&state.config.settings.osmand_addr, "RESCUE_OSMAND_ADDR").await?,
+        };
+        Ok(Application {
+            listener,
+            state,
+            address,
+            devices,
+        })
+    }
+
+    /// The bound address (port 0 resolved).
+    pub fn address(&self) -> SocketAddr {
+        self.address
+    }
+
+    /// Where JT/T 808 terminals connect, if switched on.
+    pub fn jt808_address(&self) -> Option<SocketAddr> {
+        self.devices
+            .jt808
+            .as_ref()
+            .and_then(|listener| listener.local_addr().ok())
+    }
+
+    /// Where GT06 trackers connect, if switched on.
+    pub fn gt06_address(&self) -> Option<SocketAddr> {
+        self.devices
+            .gt06
+            .as_ref()
+            .and_then(|listener| listener.local_addr().ok())
+    }
+
+    /// The extra OsmAnd port, if switched on.
+    pub fn osmand_address(&self) -> Option<SocketAddr> {
+        self.devices
+            .osmand
+            .as_ref()
+            .and_then(|listener| listener.local_addr().ok())
+    }
+
+    /// The bound port.
+    pub fn port(&self) -> u16 {
+        self.address.port()
+    }
+
+    /// The application state (tests reach the store through it).
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until `shutdown` completes, then gives in-flight requests the configured
+    /// grace period to finish.
+    pub async fn run_until_stopped(
+        mut self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let grace = Duration::from_secs(self.state.config.settings.shutdown_grace_s);
+        let mut background = runtime::spawn_all(&self.state);
+        background.push(self.state.events.spawn(Duration::from_millis(
+            self.state.config.settings.stream_poll_ms.max(10),
+        )));
+        background.push(self.state.registry.follow());
+        background.extend(
+            self.state
+                .tracking
+                .follow(&self.state.events, &self.state.bus),
+        );
+        let router = api::router(self.state.clone());
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            shutdown.await;
+            let _ = stop_tx.send(true);
+        });
+        self.spawn_device_listeners(&stop_rx, &mut background);
+        let mut serve_stop = stop_rx.clone();
+        let serve = axum::serve(
+            self.listener,
+            router.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move {
+            let _ = serve_stop.wait_for(|stopped| *stopped).await;
+            tracing::info!("shutting down: no new connections, finishing in-flight requests");
+        });
+        tracing::info!(
+            address = %self.address,
+            storage = self.state.store.backend(),
+            bus = self.state.bus.backend(),
+            "serving"
+        );
+        let mut grace_stop = stop_rx;
+        let outcome = tokio::select! {
+            result = serve => result.context("serving HTTP"),
+            () = async move {
+                let _ = grace_stop.wait_for(|stopped| *stopped).await;
+                tokio::time::sleep(grace).await;
+            } => {
+                tracing::warn!(grace_s = grace.as_secs(), "in-flight requests did not finish in time");
+                Ok(())
+            }
+        };
+        for task in background {
+            task.abort();
+        }
+        if let Err(error) = self.state.registry.flush().await {
+            tracing::warn!(error = %error, "could not write the last positions at shutdown");
+        }
+        tracing::info!("stopped");
+        outcome
+    }
+}
+
+impl Application {
+    fn spawn_device_listeners(
+        &mut self,
+        stop: &tokio::sync::watch::Receiver<bool>,
+        tasks: &mut Vec<tokio::task::JoinHandle<()>>,
+    ) {
+        let settings = &self.state.config.settings;
+        let gateway: Arc<dyn provider_adapters::DeviceGateway> = self.state.devices.clone();
+        let idle = Duration::from_secs(settings.device_idle_timeout_s.max(1));
+        let stopped = |stop: &tokio::sync::watch::Receiver<bool>| {
+            let mut stop = stop.clone();
+            async move {
+                let _ = stop.wait_for(|stopped| *stopped).await;
+            }
+        };
+        if let Some(listener) = self.devices.jt808.take() {
+            let mut config = provider_adapters::jt808::Jt808Config::new(
+                self.state.keys.derive("jt808-auth").to_vec(),
+            );
+            config.idle_timeout = idle;
+            tracing::info!(address = ?listener.local_addr().ok(), "JT/T 808 listener on");
+            tasks.push(tokio::spawn(provider_adapters::jt808::serve_jt808(
+                listener,
+                gateway.clone(),
+                config,
+                stopped(stop),
+            )));
+        }
+        if let Some(listener) = self.devices.gt06.take() {
+            let config = provider_adapters::gt06::Gt06Config {
+                idle_timeout: idle,
+                ..Default::default()
+            };
+            tracing::info!(address = ?listener.local_addr().ok(), "GT06 listener on");
+            tasks.push(tokio::spawn(provider_adapters::gt06::serve_gt06(
+                listener,
+                gateway,
+                config,
+                stopped(stop),
+            )));
+        }
+        if let Some(listener) = self.devices.osmand.take() {
+            let router = api::osmand_router(self.state.clone());
+            tracing::info!(address = ?listener.local_addr().ok(), "OsmAnd listener on");
+            let shutdown = stopped(stop);
+            tasks.push(tokio::spawn(async move {
+                let served = axum::serve(
+                    listener,
+                    router.into_make_service_with_connect_info::<SocketAddr>(),
+                )
+                .with_graceful_shutdown(shutdown)
+                .await;
+                if let Err(error) = served {
+                    tracing::error!(error = %error, "the OsmAnd listener failed");
+                }
+            }));
+        }
+    }
+}
+
+/// Completes on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(error) = tokio::signal::ctrl_c().await {
+            tracing::error!(error = %error, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(error) => {
+                tracing::error!(error = %error, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => tracing::info!("received Ctrl-C"),
+        () = terminate => tracing::info!("received SIGTERM"),
+    }
+}

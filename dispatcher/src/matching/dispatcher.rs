@@ -1,0 +1,526 @@
+//! The dispatcher: turns a case in `dispatching` into an offer, cascades on decline and
+//! expiry, and escalates when nobody takes the job.
+//!
+//! Correctness does not depend on this code being the only one running: the claim of a
+//! vehicle is a conditional update, a case can hold one pending offer, and a vehicle one
+//! open offer or job (database constraints). Several instances, or two triggers for one
+//! case in one instance, at worst lose a race and stop.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Instant;
+
+use domain::ports::{DispatchState, NewAlert, NewOffer, Store, StoreError, Transition};
+use domain::{
+    Actor, AlertId, AlertKind, Case, CaseId, CaseStatus, Clock, EventKind, NewEvent, Offer,
+    OfferId, OfferState, Severity, VehicleState,
+};
+use parking_lot::Mutex;
+
+use crate::matching::eta::EtaModel;
+use crate::matching::rank::{ProviderScores, RankedCandidate, rank};
+use crate::registry::FleetRegistry;
+
+/// Dispatch latency (case accepted → first offer stored), seconds.
+pub const DISPATCH_LATENCY: &str = "rescue_dispatch_latency_seconds";
+/// Offers made and their outcomes, by `outcome` (`sent`, `accepted`, `declined`,
+/// `expired`, `withdrawn`).
+pub const OFFERS: &str = "rescue_offers_total";
+/// Cases escalated to an agent, by `reason` (`attempts_exhausted`, `no_candidate`).
+pub const ESCALATIONS: &str = "rescue_escalations_total";
+
+/// How the dispatcher searches and offers.
+#[derive(Debug, Clone)]
+pub struct DispatchSettings {
+    /// Search radii in metres, widened with each attempt.
+    pub radii_m: Vec<f64>,
+    /// Nearest candidates ranked per offer.
+    pub candidates: usize,
+    /// Offers per round before escalation.
+    pub max_attempts: u32,
+    /// Seconds a provider has to answer.
+    pub offer_timeout_s: u32,
+    /// Fixes older than this make a vehicle ineligible, seconds.
+    pub fix_max_age_s: u32,
+    /// Near-tie window, seconds.
+    pub tie_window_s: u32,
+    /// A case without an offer this long is retried, seconds.
+    pub retry_after_s: u32,
+}
+
+/// What one dispatch step did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum DispatchOutcome {
+    /// An offer went out.
+    Offered(Offer),
+    /// Nobody could be offered; the case went to an agent.
+    Escalated,
+    /// The case is not (or no longer) dispatching.
+    NotDispatching,
+    /// The case already has a pending offer.
+    AlreadyOffered,
+    /// Another task of this instance is dispatching the case right now.
+    InFlight,
+}
+
+/// The dispatcher (see the module docs).
+pub struct Dispatcher {
+    store: Arc<dyn Store>,
+    registry: Arc<FleetRegistry>,
+    eta: Arc<dyn EtaModel>,
+    scores: Arc<ProviderScores>,
+    clock: Arc<dyn Clock>,
+    settings: DispatchSettings,
+    in_flight: Mutex<HashSet<CaseId>>,
+}
+
+/// Removes a case from the in-flight set when dropped.
+struct InFlight<'a> {
+    set: &'a Mutex<HashSet<CaseId>>,
+    case_id: CaseId,
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.set.lock().remove(&self.case_id);
+    }
+}
+
+impl Dispatcher {
+    /// A dispatcher over the given parts.
+    pub fn new(
+        store: Arc<dyn Store>,
+        registry: Arc<FleetRegistry>,
+        eta: Arc<dyn EtaModel>,
+        scores: Arc<ProviderScores>,
+        clock: Arc<dyn Clock>,
+        settings: DispatchSettings,
+    ) -> Dispatcher {
+        Dispatcher {
+            store,
+            registry,
+            eta,
+            scores,
+            clock,
+            settings,
+            in_flight: Mutex::new(HashSet::new()),
+        }
+    }
+
+    /// The ETA model.
+    pub fn eta_model(&self) -> &Arc<dyn EtaModel> {
+        &self.eta
+    }
+
+    /// The provider scores used for near-ties.
+    pub fn scores(&self) -> &Arc<ProviderScores> {
+        &self.scores
+    }
+
+    /// Takes a new case in: it needs a vehicle, so it goes to `dispatching` and gets its
+    /// first offer.
+    #[tracing::instrument(skip_all, fields(case_id = %case_id))]
+    pub async fn intake(&self, case_id: CaseId) -> Result<DispatchOutcome, StoreError> {
+        let started = Instant::now();
+        let transition = Transition {
+            to: CaseStatus::Dispatching,
+            expected_from: Some(CaseStatus::New),
+            actor: Actor::System,
+            at: self.clock.now(),
+            reason: Some("needs_vehicle".into()),
+        };
+        match self.store.transition_case(case_id, &transition).await {
+            Ok(_) => {}
+            // Someone else took it in already.
+            Err(StoreError::Conflict(_)) => return Ok(DispatchOutcome::NotDispatching),
+            Err(error) => return Err(error),
+        }
+        let outcome = self.dispatch(case_id).await?;
+        if matches!(outcome, DispatchOutcome::Offered(_)) {
+            metrics::histogram!(DISPATCH_LATENCY).record(started.elapsed().as_secs_f64());
+        }
+        Ok(outcome)
+    }
+
+    /// Makes the next offer of a dispatching case, or escalates it.
+    #[tracing::instrument(skip_all, fields(case_id = %case_id))]
+    pub async fn dispatch(&self, case_id: CaseId) -> Result<DispatchOutcome, StoreError> {
+        let Some(_guard) = self.enter(case_id) else {
+            return Ok(DispatchOutcome::InFlight);
+        };
+        // A vehicle claimed by another case between our query and our claim loses us the
+        // race for that vehicle only: try the next, a bounded number of times.
+        for _ in 0..4 {
+            let Some(state) = self.store.dispatch_state(case_id).await? else {
+                return Ok(DispatchOutcome::NotDispatching);
+            };
+            if state.case.status != CaseStatus::Dispatching {
+                return Ok(DispatchOutcome::NotDispatching);
+            }
+            if state
+                .offers_in_round
+                .iter()
+                .any(|offer| offer.state == OfferState::Pending)
+            {
+                return Ok(DispatchOutcome::AlreadyOffered);
+            }
+            let attempt = u32::try_from(state.offers_in_round.len()).unwrap_or(u32::MAX) + 1;
+            if attempt > self.settings.max_attempts {
+                let message = format!(
+                    "no vehicle accepted after {} offers",
+                    state.offers_in_round.len()
+                );
+                return self
+                    .escalate(&state.case, message, "attempts_exhausted")
+                    .await;
+            }
+            let Some((ranked, radius_m, record_decided)) = self.candidates(&state, attempt) else {
+                let widest_km = self.settings.radii_m.last().copied().unwrap_or(0.0) / 1000.0;
+                let message = format!(
+                    "no available vehicle for {} within {widest_km:.0} km",
+                    state.case.service
+                );
+                return self.escalate(&state.case, message, "no_candidate").await;
+            };
+            match self
+                .offer(&state.case, attempt, &ranked, radius_m, record_decided)
+                .await?
+            {
+                Some(offer) => return Ok(DispatchOutcome::Offered(offer)),
+                None => continue,
+            }
+        }
+        // Repeatedly beaten to the vehicles: leave it to the retry sweep.
+        Ok(DispatchOutcome::AlreadyOffered)
+    }
+
+    fn enter(&self, case_id: CaseId) -> Option<InFlight<'_>> {
+        if self.in_flight.lock().insert(case_id) {
+            Some(InFlight {
+                set: &self.in_flight,
+                case_id,
+            })
+        } else {
+            None
+        }
+    }
+
+    /// Ranked candidates of the widest radius step needed (the attempt's own radius at
+    /// least), or `None` when nobody qualifies even at the widest.
+    fn candidates(
+        &self,
+        state: &DispatchState,
+        attempt: u32,
+    ) -> Option<(Vec<RankedCandidate>, f64, bool)> {
+        let case = &state.case;
+        let now = self.clock.now();
+        let oldest_fix = now - chrono::Duration::seconds(i64::from(self.settings.fix_max_age_s));
+        let tried: HashSet<_> = state
+            .offers_in_round
+            .iter()
+            .map(|offer| offer.vehicle_id)
+            .collect();
+        let first_step = usize::try_from(attempt.saturating_sub(1)).unwrap_or(usize::MAX);
+        let first_step = first_step.min(self.settings.radii_m.len().saturating_sub(1));
+        let point = case.location.position;
+        let mut coverage: std::collections::HashMap<domain::ProviderId, bool> =
+            std::collections::HashMap::new();
+        for radius_m in &self.settings.radii_m[first_step..] {
+            let found = self.registry.index().nearest(
+                point,
+                self.settings.candidates,
+                *radius_m,
+                |vehicle| {
+                    vehicle.state == VehicleState::Available
+                        && vehicle.fix_at >= oldest_fix
+                        && vehicle.capabilities.contains(case.service)
+                        && !tried.contains(&vehicle.id)
+                        && *coverage
+                            .entry(vehicle.provider)
+                            .or_insert_with(|| self.registry.covers(vehicle.provider, &point))
+                },
+            );
+            if found.is_empty() {
+                continue;
+            }
+            let candidates = found
+                .into_iter()
+                .map(|candidate| RankedCandidate {
+                    vehicle_id: candidate.vehicle.id,
+                    provider_id: candidate.vehicle.provider,
+                    distance_m: candidate.distance_m,
+                    eta_s: self.eta.eta_s(
+                        &candidate.vehicle.position,
+                        &point,
+                        case.location.road_kind,
+                    ),
+                    score: self.scores.get(candidate.vehicle.provider),
+                    priority: self.registry.priority(candidate.vehicle.provider),
+                    near_tie: false,
+                })
+                .collect();
+            let (ranked, record_decided) = rank(candidates, self.settings.tie_window_s);
+            return Some((ranked, *radius_m, record_decided));
+        }
+        None
+    }
+
+    /// Claims and offers the best candidate that can still be claimed. `None` when every
+    /// candidate was taken meanwhile.
+    async fn offer(
+        &self,
+        case: &Case,
+        attempt: u32,
+        ranked: &[RankedCandidate],
+        radius_m: f64,
+        record_decided: bool,
+    ) -> Result<Option<Offer>, StoreError> {
+        for (position, chosen) in ranked.iter().enumerate() {
+            let now = self.clock.now();
+            let offer = NewOffer {
+                id: OfferId::new_v7(),
+                case_id: case.id,
+                vehicle_id: chosen.vehicle_id,
+                provider_id: chosen.provider_id,
+                attempt,
+                eta_s: chosen.eta_s,
+                distance_m: chosen.distance_m,
+                sent_at: now,
+                expires_at: now
+                    + chrono::Duration::seconds(i64::from(self.settings.offer_timeout_s)),
+            };
+            let top: Vec<serde_json::Value> = ranked
+                .iter()
+                .take(5)
+                .enumerate()
+                .map(|(rank, candidate)| {
+                    serde_json::json!({
+                        "rank": rank + 1,
+                        "vehicle_id": candidate.vehicle_id,
+                        "provider_id": candidate.provider_id,
+                        "distance_m": candidate.distance_m.round(),
+                        "eta_s": candidate.eta_s,
+                        "acceptance_rate": (candidate.score.acceptance_rate * 1000.0).round() / 1000.0,
+                        "on_time_rate": (candidate.score.on_time_rate * 1000.0).round() / 1000.0,
+                        "near_tie": candidate.near_tie,
+                        "chosen": candidate.vehicle_id == chosen.vehicle_id,
+                    })
+                })
+                .collect();
+            let reason = if position > 0 {
+                "better candidates were taken by other cases meanwhile"
+            } else if record_decided {
+                "near-tie on ETA broken by provider record"
+            } else {
+                "fastest ETA"
+            };
+            let ranking = NewEvent::new(
+                EventKind::CandidatesRanked,
+                Actor::System,
+                now,
+                serde_json::json!({
+                    "attempt": attempt,
+                    "radius_m": radius_m,
+                    "eta_model": self.eta.name(),
+                    "considered": ranked.len(),
+                    "reason": reason,
+                    "candidates": top,
+                }),
+            );
+            match self.store.create_offer(&offer, &ranking).await {
+                Ok(stored) => {
+                    self.registry
+                        .set_state(chosen.vehicle_id, VehicleState::Offered);
+                    metrics::counter!(OFFERS, "outcome" => "sent").increment(1);
+                    tracing::info!(offer_id = %stored.id, attempt, eta_s = stored.eta_s, "offer sent");
+                    return Ok(Some(stored));
+                }
+                Err(StoreError::Conflict(_)) => {
+                    // Either the vehicle was claimed by another case (refresh our view of
+                    // it and try the next) or the case changed (the caller re-reads it).
+                    if let Some(vehicle) = self.store.get_vehicle(chosen.vehicle_id).await? {
+                        self.registry.set_state(vehicle.id, vehicle.state);
+                    }
+                    let state = self.store.dispatch_state(case.id).await?;
+                    let still_open = state.is_some_and(|state| {
+                        state.case.status == CaseStatus::Dispatching
+                            && !state
+                                .offers_in_round
+                                .iter()
+                                .any(|o| o.state == OfferState::Pending)
+                    });
+                    if !still_open {
+                        return Ok(None);
+                    }
+                }
+                Err(error) => return Err(error),
+            }
+        }
+        Ok(None)
+    }
+
+    async fn escalate(
+        &self,
+        case: &Case,
+        message: String,
+        reason: &'static str,
+    ) -> Result<DispatchOutcome, StoreError> {
+        let alert = NewAlert {
+            id: AlertId::new_v7(),
+            kind: AlertKind::NoVehicle,
+            severity: Severity::Critical,
+            predicted_breach: None,
+            message,
+        };
+        match self
+            .store
+            .escalate_case(case.id, self.clock.now(), &alert)
+            .await
+        {
+            Ok(_) => {
+                metrics::counter!(ESCALATIONS, "reason" => reason).increment(1);
+                tracing::warn!(case_id = %case.id, reason, "case escalated to an agent");
+                Ok(DispatchOutcome::Escalated)
+            }
+            Err(StoreError::Conflict(_)) => Ok(DispatchOutcome::NotDispatching),
+            Err(error) => Err(error),
+        }
+    }
+
+    /// A provider accepts an offer: the case is assigned, the vehicle busy.
+    pub async fn accept_offer(
+        &self,
+        offer_id: domain::OfferId,
+        provider_id: domain::ProviderId,
+        provider_eta_s: Option<u32>,
+    ) -> Result<(Offer, Case), StoreError> {
+        let (offer, case) = self
+            .store
+            .accept_offer(offer_id, provider_id, self.clock.now(), provider_eta_s)
+            .await?;
+        self.registry
+            .set_state(offer.vehicle_id, VehicleState::Busy);
+        metrics::counter!(OFFERS, "outcome" => "accepted").increment(1);
+        tracing::info!(offer_id = %offer.id, case_id = %case.id, "offer accepted");
+        Ok((offer, case))
+    }
+
+    /// A provider declines an offer: the vehicle is free again and the next one is
+    /// offered, in the background.
+    pub async fn decline_offer(
+        self: &Arc<Self>,
+        offer_id: domain::OfferId,
+        provider_id: domain::ProviderId,
+        reason: domain::DeclineReason,
+    ) -> Result<Offer, StoreError> {
+        let offer = self
+            .store
+            .decline_offer(offer_id, provider_id, reason, self.clock.now())
+            .await?;
+        self.registry
+            .set_state(offer.vehicle_id, VehicleState::Available);
+        metrics::counter!(OFFERS, "outcome" => "declined").increment(1);
+        self.spawn_dispatch(offer.case_id);
+        Ok(offer)
+    }
+
+    /// A provider reports progress on its job; completion frees the vehicle.
+    pub async fn report_job_status(
+        &self,
+        case_id: CaseId,
+        provider_id: domain::ProviderId,
+        to: CaseStatus,
+    ) -> Result<Case, StoreError> {
+        let (case, released) = self
+            .store
+            .report_job_status(case_id, provider_id, to, self.clock.now())
+            .await?;
+        self.apply_released(&released);
+        tracing::info!(case_id = %case.id, status = %case.status, "job status reported");
+        Ok(case)
+    }
+
+    /// Cancels a case, withdrawing its offer and ending its job.
+    pub async fn cancel_case(
+        &self,
+        case_id: CaseId,
+        actor: &Actor,
+        reason: &str,
+    ) -> Result<Case, StoreError> {
+        let (case, released) = self
+            .store
+            .cancel_case(case_id, actor, self.clock.now(), reason)
+            .await?;
+        self.apply_released(&released);
+        tracing::info!(case_id = %case.id, "case cancelled");
+        Ok(case)
+    }
+
+    /// Records in memory what a storage change released.
+    pub fn apply_released(&self, released: &domain::ports::Released) {
+        for vehicle in &released.vehicles {
+            self.registry.set_state(*vehicle, VehicleState::Available);
+        }
+        for offer in &released.offers {
+            if offer.state == OfferState::Withdrawn {
+                metrics::counter!(OFFERS, "outcome" => "withdrawn").increment(1);
+            }
+        }
+    }
+
+    /// Takes a new case in, in the background (the request that created it does not wait).
+    pub fn spawn_intake(self: &Arc<Self>, case_id: CaseId) {
+        let dispatcher = self.clone();
+        tokio::spawn(async move {
+            if let Err(error) = dispatcher.intake(case_id).await {
+                tracing::warn!(case_id = %case_id, error = %error, "intake failed; the retry sweep will pick the case up");
+            }
+        });
+    }
+
+    /// Makes the next offer of a case, in the background.
+    pub fn spawn_dispatch(self: &Arc<Self>, case_id: CaseId) {
+        let dispatcher = self.clone();
+        tokio::spawn(async move {
+            if let Err(error) = dispatcher.dispatch(case_id).await {
+                tracing::warn!(case_id = %case_id, error = %error, "dispatch failed; the retry sweep will pick the case up");
+            }
+        });
+    }
+
+    /// Expires due offers (each exactly once, across instances) and cascades their cases.
+    pub async fn expire_due(&self) -> Result<usize, StoreError> {
+        let expired = self.store.expire_offers(self.clock.now(), 200).await?;
+        for offer in &expired {
+            self.registry
+                .set_state(offer.vehicle_id, VehicleState::Available);
+            metrics::counter!(OFFERS, "outcome" => "expired").increment(1);
+        }
+        for offer in &expired {
+            if let Err(error) = self.dispatch(offer.case_id).await {
+                tracing::warn!(case_id = %offer.case_id, error = %error, "cascade after expiry failed; the retry sweep will pick it up");
+            }
+        }
+        Ok(expired.len())
+    }
+
+    /// Finds cases the matcher lost track of (a crash between steps, a failure) and
+    /// dispatches them again; takes in new cases that were never triaged.
+    pub async fn retry_stuck(&self) -> Result<usize, StoreError> {
+        let before =
+            self.clock.now() - chrono::Duration::seconds(i64::from(self.settings.retry_after_s));
+        let untriaged = self.store.cases_awaiting_triage(before, 100).await?;
+        let waiting = self.store.cases_awaiting_offer(before, 100).await?;
+        for case_id in &untriaged {
+            if let Err(error) = self.intake(*case_id).await {
+                tracing::warn!(case_id = %case_id, error = %error, "intake retry failed");
+            }
+        }
+        for case_id in &waiting {
+            if let Err(error) = self.dispatch(*case_id).await {
+                tracing::warn!(case_id = %case_id, error = %error, "dispatch retry failed");
+            }
+        }
+        Ok(untriaged.len() + waiting.len())
+    }
+}

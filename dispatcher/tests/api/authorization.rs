@@ -1,0 +1,451 @@
+//! Who may call what. `RULES` lists every route with the principals allowed to call it;
+//! the walk proves every other principal is refused (401, 403 or 404) and every allowed
+//! one gets through. The table must cover exactly the routes of the OpenAPI document, so
+//! a new route without a rule fails this test.
+
+use std::collections::BTreeSet;
+
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+use crate::api_test;
+use crate::helpers::*;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Who {
+    Anonymous,
+    /// The bootstrap admin token.
+    Admin,
+    /// A user with role admin.
+    AdminUser,
+    Agent,
+    Expert,
+    /// The provider whose vehicle, offer and job are in the path.
+    Provider,
+    /// Another provider.
+    OtherProvider,
+    /// The customer of the case in the path.
+    Customer,
+    /// The customer of another case.
+    OtherCustomer,
+}
+
+use Who::*;
+
+const EVERYONE: &[Who] = &[
+    Anonymous,
+    Admin,
+    AdminUser,
+    Agent,
+    Expert,
+    Provider,
+    OtherProvider,
+    Customer,
+    OtherCustomer,
+];
+const USERS: &[Who] = &[AdminUser, Agent, Expert];
+const PROVIDERS: &[Who] = &[Provider, OtherProvider];
+
+struct Rule {
+    method: &'static str,
+    path: &'static str,
+    allowed: &'static [Who],
+}
+
+/// In walk order: routes that change state come after those that read it, so the walk
+/// itself does not close the case before a later route needs it open.
+const RULES: &[Rule] = &[
+    Rule {
+        method: "GET",
+        path: "/healthz",
+        allowed: EVERYONE,
+    },
+    Rule {
+        method: "GET",
+        path: "/readyz",
+        allowed: EVERYONE,
+    },
+    Rule {
+        method: "GET",
+        path: "/metrics",
+        allowed: EVERYONE,
+    },
+    Rule {
+        method: "POST",
+        path: "/v1/admin/providers",
+        allowed: &[Admin, AdminUser],
+    },
+    Rule {
+        method: "POST",
+        path: "/v1/admin/users",
+        allowed: &[Admin, AdminUser],
+    },
+    Rule {
+        method: "POST",
+        path: "/v1/auth/login",
+        allowed: EVERYONE,
+    },
+    Rule {
+        method: "GET",
+        path: "/v1/auth/me",
+        allowed: USERS,
+    },
+    Rule {
+        method: "POST",
+        path: "/v1/cases",
+        allowed: &[Anonymous, Agent],
+    },
+    Rule {
+        method: "GET",
+        path: "/v1/cases",
+        allowed: &[Agent],
+    },
+    Rule {
+        method: "GET",
+        path: "/v1/cases/{case_id}",
+        allowed: &[Agent, Customer],
+    },
+    Rule {
+        method: "GET",
+        path: "/v1/cases/{case_id}/timeline",
+        allowed: &[Agent],
+    },
+    Rule {
+        method: "GET",
+        path: "/v1/cases/{case_id}/offers",
+        allowed: &[Agent],
+    },
+    Rule {
+        method: "GET",
+        path: "/v1/fleet",
+        allowed: &[Agent],
+    },
+    Rule {
+        method: "GET",
+        path: "/v1/alerts",
+        allowed: &[Agent],
+    },
+    Rule {
+        method: "GET",
+        path: "/v1/stream",
+        allowed: &[Agent],
+    },
+    Rule {
+        method: "GET",
+        path: "/v1/cases/{case_id}/trajectory",
+        allowed: &[Agent],
+    },
+    Rule {
+        method: "POST",
+        path: "/v1/alerts/{alert_id}/ack",
+        allowed: &[Agent],
+    },
+    Rule {
+        method: "POST",
+        path: "/v1/alerts/{alert_id}/resolve",
+        allowed: &[Agent],
+    },
+    // The token in the path is the credential; a wrong one is 404 (tracking tests).
+    Rule {
+        method: "GET",
+        path: "/v1/track/{customer_token}",
+        allowed: EVERYONE,
+    },
+    Rule {
+        method: "GET",
+        path: "/track/{customer_token}",
+        allowed: EVERYONE,
+    },
+    // Devices do not authenticate: the registered device id is the credential. An
+    // unknown device id is refused (404), which the device test covers.
+    Rule {
+        method: "GET",
+        path: "/osmand",
+        allowed: EVERYONE,
+    },
+    Rule {
+        method: "POST",
+        path: "/osmand",
+        allowed: EVERYONE,
+    },
+    // Each provider may use these for its own vehicles; the path names Provider's.
+    Rule {
+        method: "GET",
+        path: "/v1/provider/vehicles/{vehicle_id}",
+        allowed: &[Provider],
+    },
+    // Vehicle ids are per provider: the other provider's PUT registers its own "W1".
+    Rule {
+        method: "PUT",
+        path: "/v1/provider/vehicles/{vehicle_id}",
+        allowed: PROVIDERS,
+    },
+    Rule {
+        method: "GET",
+        path: "/v1/provider/vehicles",
+        allowed: PROVIDERS,
+    },
+    Rule {
+        method: "POST",
+        path: "/v1/provider/positions",
+        allowed: PROVIDERS,
+    },
+    Rule {
+        method: "GET",
+        path: "/v1/provider/offers",
+        allowed: PROVIDERS,
+    },
+    Rule {
+        method: "POST",
+        path: "/v1/provider/offers/{offer_id}/accept",
+        allowed: &[Provider],
+    },
+    Rule {
+        method: "POST",
+        path: "/v1/provider/offers/{offer_id}/decline",
+        allowed: &[Provider],
+    },
+    Rule {
+        method: "POST",
+        path: "/v1/provider/jobs/{case_id}/status",
+        allowed: &[Provider],
+    },
+    Rule {
+        method: "POST",
+        path: "/v1/cases/{case_id}/assign",
+        allowed: &[Agent],
+    },
+    Rule {
+        method: "POST",
+        path: "/v1/cases/{case_id}/dispatch",
+        allowed: &[Agent],
+    },
+    Rule {
+        method: "POST",
+        path: "/v1/cases/{case_id}/cancel",
+        allowed: &[Agent, Customer],
+    },
+    Rule {
+        method: "POST",
+        path: "/v1/auth/logout",
+        allowed: USERS,
+    },
+];
+
+struct Principals {
+    admin_user: String,
+    agent: String,
+    expert: String,
+    provider: String,
+    other_provider: String,
+    customer: String,
+    other_customer: String,
+    case_id: String,
+    offer_id: String,
+    alert_id: String,
+}
+
+impl Principals {
+    async fn create(app: &TestApp) -> Principals {
+        let (_, admin_user) = app.create_user("walk-admin", "admin").await;
+        let (_, agent) = app.create_user("walk-agent", "agent").await;
+        let (_, expert) = app.create_user("walk-expert", "expert").await;
+        let (_, provider) = app.create_provider("Walk Towing").await;
+        let (_, other_provider) = app.create_provider("Other Towing").await;
+        app.register_vehicle(&provider, "W1", &["jump_start", "tow"], 31.2304, 121.4637)
+            .await;
+        let reply = app
+            .request(
+                Method::PUT,
+                "/v1/provider/vehicles/W1",
+                Some(&provider),
+                Some(
+                    &json!({"capabilities": ["jump_start", "tow"], "state": "available",
+                             "devices": [{"protocol": "osmand", "id": "walk-phone"}]}),
+                ),
+            )
+            .await;
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+        let own = app.create_case(&case_body()).await;
+        let case_id = own["case"]["id"].as_str().unwrap().to_owned();
+        let offer_id = app.wait_for_offer(&provider, &case_id).await;
+        // Created after the offer, so the only vehicle is already held for `own`: it is
+        // escalated, and its no_vehicle alert serves the alert routes.
+        let other = app.create_case(&case_body()).await;
+        app.wait_for_status(
+            other["case"]["id"].as_str().unwrap(),
+            domain::CaseStatus::Escalated,
+        )
+        .await;
+        let alerts = app.get("/v1/alerts", Some(&agent)).await;
+        let alert_id = alerts.body["alerts"][0]["id"].as_str().unwrap().to_owned();
+        Principals {
+            admin_user,
+            agent,
+            expert,
+            provider,
+            other_provider,
+            customer: own["customer_token"].as_str().unwrap().to_owned(),
+            other_customer: other["customer_token"].as_str().unwrap().to_owned(),
+            case_id,
+            offer_id,
+            alert_id,
+        }
+    }
+
+    /// The bearer token of `who`; logout gets a fresh session so the walk keeps its own.
+    async fn token(&self, app: &TestApp, who: Who, rule: &Rule) -> Option<String> {
+        let fresh_login = rule.path == "/v1/auth/logout";
+        let (name, token) = match who {
+            AdminUser => ("walk-admin", &self.admin_user),
+            Agent => ("walk-agent", &self.agent),
+            Expert => ("walk-expert", &self.expert),
+            _ => ("", &self.agent),
+        };
+        Some(match who {
+            Anonymous => return None,
+            Admin => ADMIN_TOKEN.to_owned(),
+            AdminUser | Agent | Expert if fresh_login => app.login(name, PASSWORD).await,
+            AdminUser | Agent | Expert => token.clone(),
+            Provider => self.provider.clone(),
+            OtherProvider => self.other_provider.clone(),
+            Customer => self.customer.clone(),
+            OtherCustomer => self.other_customer.clone(),
+        })
+    }
+}
+
+fn body_for(rule: &Rule, serial: usize) -> Option<Value> {
+    match (rule.method, rule.path) {
+        ("POST", "/v1/admin/providers") => Some(json!({"name": format!("Provider {serial}")})),
+        ("POST", "/v1/admin/users") => Some(json!({
+            "username": format!("user{serial}"), "password": PASSWORD, "role": "agent"
+        })),
+        ("POST", "/v1/auth/login") => Some(json!({"username": "walk-agent", "password": PASSWORD})),
+        ("POST", "/v1/cases") => Some(case_body()),
+        ("POST", "/osmand") => Some(json!({
+            "device_id": "walk-phone",
+            "location": {"timestamp": chrono::Utc::now().to_rfc3339(),
+                         "coords": {"latitude": 31.2304, "longitude": 121.4637}}
+        })),
+        ("PUT", "/v1/provider/vehicles/{vehicle_id}") => {
+            Some(json!({"capabilities": ["tow", "jump_start"], "state": "available"}))
+        }
+        ("POST", "/v1/provider/positions") => Some(json!({"fixes": []})),
+        ("POST", "/v1/provider/offers/{offer_id}/decline") => Some(json!({"reason": "busy"})),
+        ("POST", "/v1/provider/jobs/{case_id}/status") => Some(json!({"status": "en_route"})),
+        ("POST", "/v1/cases/{case_id}/assign") => {
+            Some(json!({"vehicle_id": "0192f6c2-3b1e-7c3a-9d7e-2f1a6b1c9e01"}))
+        }
+        ("POST", _) => Some(json!({})),
+        _ => None,
+    }
+}
+
+api_test!(
+    every_route_refuses_every_principal_its_rule_does_not_allow,
+    |app| async move {
+        let principals = Principals::create(&app).await;
+        let mut serial = 0;
+        for rule in RULES {
+            let path = rule
+                .path
+                .replace("{case_id}", &principals.case_id)
+                .replace("{offer_id}", &principals.offer_id)
+                .replace("{alert_id}", &principals.alert_id)
+                .replace("{customer_token}", &principals.customer)
+                .replace("{vehicle_id}", "W1");
+            let path = match (rule.method, rule.path) {
+                (_, "/v1/fleet") => format!("{path}?bbox=121,31,122,32"),
+                ("GET", "/osmand") => format!("{path}?id=walk-phone&lat=31.2304&lon=121.4637"),
+                _ => path,
+            };
+            let method: Method = rule.method.parse().unwrap();
+            for who in EVERYONE {
+                serial += 1;
+                let token = principals.token(&app, *who, rule).await;
+                let body = body_for(rule, serial);
+                let reply = if rule.path == "/v1/stream" {
+                    // An open stream never ends: look at the status only.
+                    let mut request = app.client.get(app.url(&path));
+                    if let Some(token) = &token {
+                        request = request.bearer_auth(token);
+                    }
+                    let response = request.send().await.unwrap();
+                    Reply {
+                        status: response.status(),
+                        headers: response.headers().clone(),
+                        body: Value::Null,
+                        text: String::new(),
+                    }
+                } else {
+                    app.request(method.clone(), &path, token.as_deref(), body.as_ref())
+                        .await
+                };
+                let refused = matches!(
+                    reply.status,
+                    StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN | StatusCode::NOT_FOUND
+                );
+                let route = format!("{} {}", rule.method, rule.path);
+                if rule.allowed.contains(who) {
+                    assert!(
+                        !refused,
+                        "{route} should be open to {who:?}, got {}: {}",
+                        reply.status, reply.text
+                    );
+                    assert!(
+                        !reply.status.is_server_error(),
+                        "{route} as {who:?}: {}",
+                        reply.text
+                    );
+                } else {
+                    assert!(
+                        refused,
+                        "{route} must refuse {who:?}, got {}: {}",
+                        reply.status, reply.text
+                    );
+                    let foreign = (*who == OtherCustomer && rule.allowed.contains(&Customer))
+                        || (*who == OtherProvider && rule.allowed.contains(&Provider));
+                    if foreign {
+                        assert_eq!(
+                            reply.status,
+                            StatusCode::NOT_FOUND,
+                            "{route}: what belongs to another must look absent"
+                        );
+                    }
+                }
+            }
+        }
+        app
+    }
+);
+
+api_test!(
+    the_rule_table_covers_exactly_the_documented_routes,
+    |app| async move {
+        let document = app.get("/openapi.json", None).await;
+        let mut documented = BTreeSet::new();
+        for (path, operations) in document.body["paths"].as_object().unwrap() {
+            for method in operations.as_object().unwrap().keys() {
+                if ["get", "post", "put", "patch", "delete"].contains(&method.as_str()) {
+                    documented.insert((method.to_uppercase(), path.clone()));
+                }
+            }
+        }
+        let ruled: BTreeSet<(String, String)> = RULES
+            .iter()
+            .map(|rule| (rule.method.to_owned(), rule.path.to_owned()))
+            .collect();
+        let missing: Vec<_> = documented.difference(&ruled).collect();
+        let stale: Vec<_> = ruled.difference(&documented).collect();
+        assert!(
+            missing.is_empty(),
+            "routes without an authorization rule: {missing:?}"
+        );
+        assert!(
+            stale.is_empty(),
+            "rules for routes that no longer exist: {stale:?}"
+        );
+        app
+    }
+);

@@ -1,0 +1,384 @@
+//! Never a double-booked truck: many clients and providers at once, then the whole
+//! history is checked. And offers that expire while the server is down are processed
+//! exactly once when it comes back.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use chrono::TimeZone;
+use domain::ports::CaseFilter;
+use domain::{CaseStatus, Clock, ManualClock, OfferState, VehicleState};
+use reqwest::StatusCode;
+use serde_json::json;
+
+use crate::helpers::*;
+
+/// A tiny deterministic generator, so a failing run can be repeated.
+struct Dice(u64);
+
+impl Dice {
+    fn roll(&mut self, sides: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % sides
+    }
+}
+
+const PROVIDERS: usize = 5;
+const TRUCKS_PER_PROVIDER: usize = 20;
+const CLIENTS: usize = 50;
+const CASES_PER_CLIENT: usize = 10;
+
+/// Answers its provider's offers: mostly accepts (and then drives the job to completion),
+/// sometimes declines, sometimes stays silent and lets the offer expire.
+async fn provider_loop(app_url: String, api_key: String, seed: u64, stop: Arc<AtomicBool>) {
+    let client = reqwest::Client::new();
+    let mut dice = Dice(seed);
+    let mut ignored = HashSet::new();
+    while !stop.load(Ordering::Relaxed) {
+        let response = client
+            .get(format!("{app_url}/v1/provider/offers"))
+            .bearer_auth(&api_key)
+            .send()
+            .await;
+        let Ok(response) = response else { continue };
+        let offers: serde_json::Value = response.json().await.unwrap_or_default();
+        for offer in offers["offers"].as_array().cloned().unwrap_or_default() {
+            let id = offer["id"].as_str().unwrap().to_owned();
+            if ignored.contains(&id) {
+                continue;
+            }
+            match dice.roll(20) {
+                0..=11 => {
+                    let accepted = client
+                        .post(format!("{app_url}/v1/provider/offers/{id}/accept"))
+                        .bearer_auth(&api_key)
+                        .json(&json!({}))
+                        .send()
+                        .await;
+                    if accepted.is_ok_and(|r| r.status() == StatusCode::OK) {
+                        let case_id = offer["case_id"].as_str().unwrap().to_owned();
+                        let (client, url, key) = (client.clone(), app_url.clone(), api_key.clone());
+                        let pause = Duration::from_millis(20 + dice.roll(80));
+                        tokio::spawn(async move {
+                            for status in ["en_route", "on_scene", "completed"] {
+                                tokio::time::sleep(pause).await;
+                                let _ = client
+                                    .post(format!("{url}/v1/provider/jobs/{case_id}/status"))
+                                    .bearer_auth(&key)
+                                    .json(&json!({"status": status}))
+                                    .send()
+                                    .await;
+                            }
+                        });
+                    }
+                }
+                12..=16 => {
+                    let _ = client
+                        .post(format!("{app_url}/v1/provider/offers/{id}/decline"))
+                        .bearer_auth(&api_key)
+                        .json(&json!({"reason": "busy"}))
+                        .send()
+                        .await;
+                }
+                _ => {
+                    ignored.insert(id);
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(15)).await;
+    }
+}
+
+async fn many_clients_and_providers_never_double_book(backend: storage::testing::Backend) {
+    storage::testing::run_on(backend, |db| async move {
+        let app = spawn_app_with(
+            db,
+            |settings| {
+                settings.offer_timeout_s = 1;
+                settings.offer_sweep_ms = 50;
+                settings.max_offer_attempts = 3;
+                settings.dispatch_retry_s = 1;
+            },
+            Arc::new(domain::SystemClock),
+        )
+        .await;
+        let mut keys = Vec::new();
+        for provider in 0..PROVIDERS {
+            let (_, key) = app.create_provider(&format!("Provider {provider}")).await;
+            for truck in 0..TRUCKS_PER_PROVIDER {
+                let offset = (provider * TRUCKS_PER_PROVIDER + truck) as f64 * 0.0004;
+                app.register_vehicle(
+                    &key,
+                    &format!("T{truck}"),
+                    &["jump_start", "tow"],
+                    31.21 + offset,
+                    121.46,
+                )
+                .await;
+            }
+            keys.push(key);
+        }
+        let stop = Arc::new(AtomicBool::new(false));
+        let responders: Vec<_> = keys
+            .iter()
+            .enumerate()
+            .map(|(index, key)| {
+                tokio::spawn(provider_loop(
+                    app.address.clone(),
+                    key.clone(),
+                    0x9e37_79b9 + index as u64,
+                    stop.clone(),
+                ))
+            })
+            .collect();
+
+        let mut clients = Vec::new();
+        for client_index in 0..CLIENTS {
+            let (client, url) = (app.client.clone(), app.url("/v1/cases"));
+            clients.push(tokio::spawn(async move {
+                let mut created = Vec::new();
+                for _ in 0..CASES_PER_CLIENT {
+                    let mut body = case_body();
+                    if client_index % 3 == 0 {
+                        body["service"] = json!("tow");
+                    }
+                    let reply = read(client.post(&url).json(&body).send().await.unwrap()).await;
+                    assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.text);
+                    created.push(reply.body["case"]["id"].as_str().unwrap().to_owned());
+                }
+                created
+            }));
+        }
+        let mut case_ids = Vec::new();
+        for client in clients {
+            case_ids.extend(client.await.unwrap());
+        }
+        assert_eq!(case_ids.len(), CLIENTS * CASES_PER_CLIENT);
+
+        // Wait until no case is still being dispatched and every job is done.
+        let deadline = std::time::Instant::now() + Duration::from_secs(180);
+        let all = CaseFilter {
+            limit: 10_000,
+            ..Default::default()
+        };
+        loop {
+            let cases = app.db.store.list_cases(&all).await.unwrap();
+            let busy = cases.iter().filter(|case| {
+                matches!(
+                    case.status,
+                    CaseStatus::New
+                        | CaseStatus::Dispatching
+                        | CaseStatus::Assigned
+                        | CaseStatus::EnRoute
+                        | CaseStatus::OnScene
+                )
+            });
+            if busy.count() == 0 {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "cases still in progress after 3 minutes"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        stop.store(true, Ordering::Relaxed);
+        for responder in responders {
+            responder.await.unwrap();
+        }
+
+        // Every acknowledged case exists once, in a recorded final state.
+        let cases = app.db.store.list_cases(&all).await.unwrap();
+        assert_eq!(cases.len(), case_ids.len());
+        let mut by_status: HashMap<CaseStatus, usize> = HashMap::new();
+        for case in &cases {
+            assert!(
+                matches!(
+                    case.status,
+                    CaseStatus::Completed | CaseStatus::Escalated | CaseStatus::Cancelled
+                ),
+                "{:?}",
+                case.status
+            );
+            *by_status.entry(case.status).or_default() += 1;
+        }
+        assert!(
+            by_status.get(&CaseStatus::Completed).copied().unwrap_or(0) > 100,
+            "{by_status:?}"
+        );
+
+        // History per vehicle: its offers and jobs never overlap in time.
+        type Span = (chrono::DateTime<chrono::Utc>, chrono::DateTime<chrono::Utc>);
+        let mut per_vehicle: HashMap<domain::VehicleId, Vec<Span>> = HashMap::new();
+        let mut offers_total = 0;
+        for case in &cases {
+            let offers = app.db.store.case_offers(case.id).await.unwrap();
+            offers_total += offers.len();
+            let accepted = offers
+                .iter()
+                .filter(|o| o.state == OfferState::Accepted)
+                .count();
+            assert!(
+                accepted <= 1,
+                "case {} has {accepted} accepted offers",
+                case.id
+            );
+            if case.status == CaseStatus::Completed {
+                assert_eq!(accepted, 1);
+            }
+            for offer in offers {
+                assert!(
+                    offer.expires_at > offer.sent_at,
+                    "every offer has an expiry"
+                );
+                let end = match offer.state {
+                    OfferState::Pending => panic!("offer {} still pending", offer.id),
+                    OfferState::Accepted => offer.released_at.expect("finished jobs are released"),
+                    _ => offer.answered_at.expect("answered offers have a time"),
+                };
+                per_vehicle
+                    .entry(offer.vehicle_id)
+                    .or_default()
+                    .push((offer.sent_at, end));
+            }
+            // The timeline is gapless.
+            let timeline = app.db.store.timeline(case.id).await.unwrap();
+            assert!(
+                timeline
+                    .iter()
+                    .enumerate()
+                    .all(|(index, event)| event.seq == index as i64 + 1)
+            );
+        }
+        for (vehicle, mut intervals) in per_vehicle {
+            intervals.sort();
+            for pair in intervals.windows(2) {
+                assert!(
+                    pair[1].0 >= pair[0].1,
+                    "vehicle {vehicle} held two offers or jobs at once: {pair:?}"
+                );
+            }
+        }
+        for vehicle in app.db.store.list_vehicles().await.unwrap() {
+            assert_eq!(
+                vehicle.state,
+                VehicleState::Available,
+                "every truck is free again"
+            );
+        }
+        eprintln!(
+            "{} cases, {offers_total} offers, final states {by_status:?}",
+            cases.len()
+        );
+        app.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_clients_and_providers_never_double_book_on_sqlite() {
+    many_clients_and_providers_never_double_book(storage::testing::Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_clients_and_providers_never_double_book_on_postgres() {
+    many_clients_and_providers_never_double_book(storage::testing::Backend::Postgres).await;
+}
+
+async fn offers_that_expire_while_the_server_is_down_are_processed_once(
+    backend: storage::testing::Backend,
+) {
+    storage::testing::run_on(backend, |db| async move {
+        let start = chrono::Utc.with_ymd_and_hms(2026, 11, 22, 8, 0, 0).unwrap();
+        let clock = Arc::new(ManualClock::new(start));
+        let settings = |settings: &mut dispatcher::config::Settings| {
+            settings.offer_sweep_ms = 20;
+            settings.offer_timeout_s = 45;
+            settings.fix_max_age_s = 3600;
+        };
+        let first_run = spawn_app_with(db.clone(), settings, clock.clone()).await;
+        let (_, agent) = first_run.create_user("ann", "agent").await;
+        let (_, provider) = first_run.create_provider("Towing").await;
+        for (name, km) in [("V1", 1.0), ("V2", 2.0), ("V3", 3.0)] {
+            first_run
+                .register_vehicle_at(
+                    &provider,
+                    name,
+                    &["jump_start"],
+                    31.2304 + km / 111.195,
+                    121.4737,
+                    clock.now(),
+                )
+                .await;
+        }
+        let mut cases = Vec::new();
+        for _ in 0..2 {
+            let case_id = first_run.create_case(&case_body()).await["case"]["id"]
+                .as_str()
+                .unwrap()
+                .to_owned();
+            first_run.wait_for_offer(&provider, &case_id).await;
+            cases.push(case_id);
+        }
+        first_run.stop().await;
+
+        // While the server is down, both offers run out.
+        clock.advance(chrono::Duration::seconds(120));
+        let second_run = spawn_app_with(db, settings, clock.clone()).await;
+        for case_id in &cases {
+            // Each expired once and cascaded to another vehicle.
+            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            loop {
+                let offers = second_run
+                    .get(&format!("/v1/cases/{case_id}/offers"), Some(&agent))
+                    .await;
+                let states: Vec<String> = offers.body["offers"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|o| o["state"].as_str().unwrap().to_owned())
+                    .collect();
+                if states == ["expired", "pending"] {
+                    break;
+                }
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "case {case_id}: {states:?}"
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            let timeline = second_run
+                .get(&format!("/v1/cases/{case_id}/timeline"), Some(&agent))
+                .await;
+            let expired = timeline.body["events"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|e| e["kind"] == "offer_expired")
+                .count();
+            assert_eq!(expired, 1, "processed exactly once");
+        }
+        second_run.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn offers_that_expire_while_the_server_is_down_are_processed_once_on_sqlite() {
+    offers_that_expire_while_the_server_is_down_are_processed_once(
+        storage::testing::Backend::Sqlite,
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn offers_that_expire_while_the_server_is_down_are_processed_once_on_postgres() {
+    offers_that_expire_while_the_server_is_down_are_processed_once(
+        storage::testing::Backend::Postgres,
+    )
+    .await;
+}

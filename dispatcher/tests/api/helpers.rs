@@ -1,0 +1,386 @@
+//! Spawning the real server on port 0 against a fresh database, and talking to it.
+
+use std::sync::Arc;
+
+use dispatcher::Application;
+use dispatcher::config::{Config, FileConfig, ServeArgs, Settings};
+use domain::Clock;
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use storage::testing::{Backend, TestDatabase, TestDatabaseHandle};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
+pub const SECRET_KEY: &str = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
+pub const PASSWORD: &str = "correct horse battery staple";
+
+/// A running server.
+pub struct TestApp {
+    pub address: String,
+    pub client: reqwest::Client,
+    pub db: TestDatabaseHandle,
+    #[allow(dead_code)]
+    pub state: dispatcher::state::AppState,
+    pub jt808: Option<std::net::SocketAddr>,
+    pub gt06: Option<std::net::SocketAddr>,
+    shutdown: Option<oneshot::Sender<()>>,
+    server: Option<JoinHandle<anyhow::Result<()>>>,
+}
+
+/// A response, read whole.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Value,
+    pub text: String,
+}
+
+impl Reply {
+    /// The error code of a JSON error body.
+    pub fn error_code(&self) -> &str {
+        self.body["error"]["code"]
+            .as_str()
+            .unwrap_or("<no error code>")
+    }
+}
+
+/// Settings every test server uses: port 0, the test database, fixed secrets.
+pub fn test_settings(db: &TestDatabase) -> Settings {
+    let mut settings = Settings::resolve(ServeArgs::default(), FileConfig::default());
+    settings.listen = "127.0.0.1:0".parse().unwrap();
+    settings.database_url = db.url.clone();
+    settings.database_schema = db.schema.clone().unwrap_or_default();
+    settings.admin_token = ADMIN_TOKEN.to_owned();
+    settings.secret_key = SECRET_KEY.to_owned();
+    settings.db_max_connections = 8;
+    settings.app_rate_per_min = 10_000;
+    settings.app_rate_burst = 10_000;
+    settings.login_rate_per_min = 10_000;
+    // Device listeners on ephemeral ports, so tests run side by side.
+    settings.jt808_addr = "127.0.0.1:0".to_owned();
+    settings.gt06_addr = "127.0.0.1:0".to_owned();
+    settings
+}
+
+pub async fn spawn_app(db: TestDatabaseHandle) -> TestApp {
+    spawn_app_with(db, |_| {}, Arc::new(domain::SystemClock)).await
+}
+
+pub async fn spawn_app_with(
+    db: TestDatabaseHandle,
+    customize: impl FnOnce(&mut Settings),
+    clock: Arc<dyn Clock>,
+) -> TestApp {
+    let mut settings = test_settings(&db);
+    customize(&mut settings);
+    let config = Config::from_settings(settings).expect("valid test settings");
+    let application = Application::build_with_clock(config, clock)
+        .await
+        .expect("server builds");
+    let address = format!("http://{}", application.address());
+    let state = application.state().clone();
+    let (jt808, gt06) = (application.jt808_address(), application.gt06_address());
+    let (shutdown_tx, shutdown_rx) = oneshot::channel::<()>();
+    let server = tokio::spawn(application.run_until_stopped(async move {
+        let _ = shutdown_rx.await;
+    }));
+    TestApp {
+        address,
+        client: reqwest::Client::builder().build().unwrap(),
+        db,
+        state,
+        jt808,
+        gt06,
+        shutdown: Some(shutdown_tx),
+        server: Some(server),
+    }
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.address)
+    }
+
+    /// Sends a request with an optional bearer token and JSON body.
+    pub async fn request(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&Value>,
+    ) -> Reply {
+        let mut request = self.client.request(method, self.url(path));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        read(request.send().await.expect("request sent")).await
+    }
+
+    pub async fn get(&self, path: &str, token: Option<&str>) -> Reply {
+        self.request(Method::GET, path, token, None).await
+    }
+
+    pub async fn post(&self, path: &str, token: Option<&str>, body: &Value) -> Reply {
+        self.request(Method::POST, path, token, Some(body)).await
+    }
+
+    /// Creates a provider; returns (id, api key).
+    pub async fn create_provider(&self, name: &str) -> (String, String) {
+        let reply = self
+            .post(
+                "/v1/admin/providers",
+                Some(ADMIN_TOKEN),
+                &json!({"name": name, "service_area": shanghai_area()}),
+            )
+            .await;
+        assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.text);
+        (
+            reply.body["id"].as_str().unwrap().to_owned(),
+            reply.body["api_key"].as_str().unwrap().to_owned(),
+        )
+    }
+
+    /// Creates a user with `role` and logs them in; returns (user json, bearer token).
+    pub async fn create_user(&self, username: &str, role: &str) -> (Value, String) {
+        let reply = self
+            .post(
+                "/v1/admin/users",
+                Some(ADMIN_TOKEN),
+                &json!({"username": username, "password": PASSWORD, "role": role, "skills": ["key_fob"]}),
+            )
+            .await;
+        assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.text);
+        let token = self.login(username, PASSWORD).await;
+        (reply.body, token)
+    }
+
+    pub async fn login(&self, username: &str, password: &str) -> String {
+        let reply = self
+            .post(
+                "/v1/auth/login",
+                None,
+                &json!({"username": username, "password": password}),
+            )
+            .await;
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+        reply.body["token"].as_str().unwrap().to_owned()
+    }
+
+    /// Creates a case from the app; returns the whole response body.
+    pub async fn create_case(&self, body: &Value) -> Value {
+        let reply = self.post("/v1/cases", None, body).await;
+        assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.text);
+        reply.body
+    }
+
+    /// Waits (up to 10 s) until the case is in `status`; returns it.
+    pub async fn wait_for_status(&self, case_id: &str, status: domain::CaseStatus) -> domain::Case {
+        let id: domain::CaseId = case_id.parse().expect("case id");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let case = self
+                .db
+                .store
+                .get_case(id)
+                .await
+                .unwrap()
+                .expect("case exists");
+            if case.status == status {
+                return case;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "case {case_id} stayed `{}` instead of becoming `{status}`",
+                case.status
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Creates a case from the app and waits until the matcher has dealt with it (with no
+    /// vehicles registered, it escalates).
+    pub async fn create_settled_case(&self, body: &Value) -> Value {
+        let created = self.create_case(body).await;
+        self.wait_for_status(
+            created["case"]["id"].as_str().unwrap(),
+            domain::CaseStatus::Escalated,
+        )
+        .await;
+        created
+    }
+
+    /// Registers an available vehicle for the provider with `api_key` and reports it at
+    /// `(lat, lon)` now.
+    pub async fn register_vehicle(
+        &self,
+        api_key: &str,
+        vehicle_id: &str,
+        capabilities: &[&str],
+        lat: f64,
+        lon: f64,
+    ) {
+        let reply = self
+            .request(
+                Method::PUT,
+                &format!("/v1/provider/vehicles/{vehicle_id}"),
+                Some(api_key),
+                Some(&json!({"capabilities": capabilities, "state": "available"})),
+            )
+            .await;
+        assert!(reply.status.is_success(), "{}", reply.text);
+        self.report_position(api_key, vehicle_id, lat, lon, chrono::Utc::now())
+            .await;
+    }
+
+    /// Like [`register_vehicle`](Self::register_vehicle) with the fix dated `ts`.
+    pub async fn register_vehicle_at(
+        &self,
+        api_key: &str,
+        vehicle_id: &str,
+        capabilities: &[&str],
+        lat: f64,
+        lon: f64,
+        ts: chrono::DateTime<chrono::Utc>,
+    ) {
+        let reply = self
+            .request(
+                Method::PUT,
+                &format!("/v1/provider/vehicles/{vehicle_id}"),
+                Some(api_key),
+                Some(&json!({"capabilities": capabilities, "state": "available"})),
+            )
+            .await;
+        assert!(reply.status.is_success(), "{}", reply.text);
+        self.report_position(api_key, vehicle_id, lat, lon, ts)
+            .await;
+    }
+
+    /// Reports one position.
+    pub async fn report_position(
+        &self,
+        api_key: &str,
+        vehicle_id: &str,
+        lat: f64,
+        lon: f64,
+        ts: chrono::DateTime<chrono::Utc>,
+    ) {
+        let reply = self
+            .post(
+                "/v1/provider/positions",
+                Some(api_key),
+                &json!({"fixes": [{"vehicle_id": vehicle_id, "lat": lat, "lon": lon, "ts": ts}]}),
+            )
+            .await;
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+        assert_eq!(reply.body["accepted"], 1, "{}", reply.text);
+    }
+
+    /// Waits (up to 10 s) for the provider's pending offer on the case; returns its id.
+    pub async fn wait_for_offer(&self, api_key: &str, case_id: &str) -> String {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let offers = self.get("/v1/provider/offers", Some(api_key)).await;
+            if let Some(offer) = offers.body["offers"]
+                .as_array()
+                .and_then(|offers| offers.iter().find(|offer| offer["case_id"] == case_id))
+            {
+                return offer["id"].as_str().unwrap().to_owned();
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no offer for case {case_id}: {}",
+                offers.text
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+
+    /// How many cases the store holds (read directly, not through the API).
+    pub async fn case_count(&self) -> usize {
+        let filter = domain::ports::CaseFilter {
+            limit: 10_000,
+            ..Default::default()
+        };
+        self.db.store.list_cases(&filter).await.unwrap().len()
+    }
+
+    /// Stops the server and waits for it.
+    pub async fn stop(mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+        if let Some(server) = self.server.take() {
+            server
+                .await
+                .expect("server task")
+                .expect("server ran cleanly");
+        }
+    }
+}
+
+pub async fn read(response: reqwest::Response) -> Reply {
+    let status = response.status();
+    let headers = response.headers().clone();
+    let text = response.text().await.unwrap_or_default();
+    let body = serde_json::from_str(&text).unwrap_or(Value::Null);
+    Reply {
+        status,
+        headers,
+        body,
+        text,
+    }
+}
+
+pub fn shanghai_area() -> Value {
+    json!({"type": "Polygon", "coordinates": [[[121.3,31.0],[121.8,31.0],[121.8,31.4],[121.3,31.4],[121.3,31.0]]]})
+}
+
+/// A valid app case request.
+pub fn case_body() -> Value {
+    json!({
+        "channel": "app",
+        "customer": {"name": "李雷", "phone": "+8613800138000", "member_id": "P-001", "plate": "沪B67890"},
+        "location": {"lat": 31.2304, "lon": 121.4737, "crs": "wgs84", "address": "人民广场", "road_kind": "urban"},
+        "fault": {"category": "battery", "symptoms": ["no_crank"], "description": "clicks, no start"},
+        "service": "jump_start"
+    })
+}
+
+/// Runs `body` against a fresh server on each backend: `api_test!(name, |app| async move { … })`.
+#[macro_export]
+macro_rules! api_test {
+    ($name:ident, $body:expr) => {
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                $crate::helpers::run_api_test(storage::testing::Backend::Sqlite, $body).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                $crate::helpers::run_api_test(storage::testing::Backend::Postgres, $body).await;
+            }
+        }
+    };
+}
+
+pub async fn run_api_test<F, Fut>(backend: Backend, body: F)
+where
+    F: FnOnce(TestApp) -> Fut,
+    Fut: std::future::Future<Output = TestApp>,
+{
+    storage::testing::run_on(backend, |db| async move {
+        let app = spawn_app(db).await;
+        let app = body(app).await;
+        app.stop().await;
+    })
+    .await;
+}

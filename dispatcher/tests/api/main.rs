@@ -1,0 +1,17 @@
+//! API tests: the real server on port 0, real sockets, a fresh SQLite file or PostgreSQL
+//! schema per test. Every `api_test!` runs on both backends.
+
+mod authorization;
+mod cases;
+mod concurrency;
+mod demo;
+mod devices;
+mod dispatch;
+mod errors;
+mod health;
+mod helpers;
+mod idempotency;
+mod resilience;
+mod scale_out;
+mod sessions;
+mod tracking;

@@ -1,0 +1,697 @@
+//! The simulated fleet: tow companies created through the admin API, their trucks
+//! registered through the provider API and driving around the city, reporting positions
+//! in batches; dispatchers at each company polling for offers and answering like people
+//! do (after a few seconds, sometimes no, sometimes not at all), and accepted jobs driven
+//! through `en_route → on_scene → completed`.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use chrono::{DateTime, Utc};
+use futures::StreamExt;
+use rand::RngExt;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::api::{Api, ProviderOffer};
+use crate::console::Console;
+use crate::rng::{self, SimRng, log_normal_clamped, weighted_index};
+use crate::sim::{City, Point, Truck};
+use crate::stats::Recorder;
+
+/// Fixes per `POST /v1/provider/positions`.
+pub const BATCH_SIZE: usize = 100;
+
+/// Registrations in flight at once during setup.
+const REGISTRATION_CONCURRENCY: usize = 16;
+
+/// Metric and count names.
+pub mod names {
+    /// Latency of `POST /v1/provider/positions`.
+    pub const POSITIONS_REQUEST: &str = "positions_request";
+    /// Position batches answered with 200.
+    pub const POSITION_BATCHES: &str = "position_batches";
+    /// Fixes sent.
+    pub const FIXES_SENT: &str = "fixes_sent";
+    /// Fixes the server accepted.
+    pub const FIXES_ACCEPTED: &str = "fixes_accepted";
+    /// Fixes the server refused.
+    pub const FIXES_REJECTED: &str = "fixes_rejected";
+    /// Offers seen by the providers.
+    pub const OFFERS_SEEN: &str = "offers_seen";
+    /// Offers accepted (200).
+    pub const OFFERS_ACCEPTED: &str = "offers_accepted";
+    /// Offers declined.
+    pub const OFFERS_DECLINED: &str = "offers_declined";
+    /// Offers left unanswered on purpose.
+    pub const OFFERS_IGNORED: &str = "offers_ignored";
+    /// Answers refused because the offer had expired or was withdrawn meanwhile (409).
+    pub const ANSWERS_TOO_LATE: &str = "answers_too_late";
+    /// Jobs driven to completion.
+    pub const JOBS_COMPLETED: &str = "jobs_completed";
+    /// Jobs abandoned because the server refused a step (e.g. the case was cancelled).
+    pub const JOBS_ABORTED: &str = "jobs_aborted";
+}
+
+/// How the providers' dispatchers behave.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Behaviour {
+    /// Share of offers accepted.
+    pub accept: f64,
+    /// Share of offers declined (the rest is never answered and expires).
+    pub decline: f64,
+    /// Time to answer, seconds: `[min, median, max]` of a log-normal spread.
+    pub answer_delay_s: [f64; 3],
+    /// Time between job steps (accepted → en route → on scene → completed), seconds:
+    /// `[min, max]`, uniform.
+    pub job_step_s: [f64; 2],
+    /// How often each provider polls its offers, milliseconds.
+    pub poll_interval_ms: u64,
+}
+
+impl Default for Behaviour {
+    fn default() -> Self {
+        Behaviour {
+            accept: 0.75,
+            decline: 0.15,
+            answer_delay_s: [1.0, 4.0, 20.0],
+            job_step_s: [2.0, 10.0],
+            poll_interval_ms: 1000,
+        }
+    }
+}
+
+impl Behaviour {
+    /// Checks the shares and ranges.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            (0.0..=1.0).contains(&self.accept)
+                && (0.0..=1.0).contains(&self.decline)
+                && self.accept + self.decline <= 1.0 + 1e-9,
+            "accept and decline are shares between 0 and 1 that add up to at most 1"
+        );
+        let [min, median, max] = self.answer_delay_s;
+        anyhow::ensure!(
+            0.0 <= min && min <= median && median <= max,
+            "answer_delay_s must be [min, median, max] in increasing order"
+        );
+        let [step_min, step_max] = self.job_step_s;
+        anyhow::ensure!(
+            0.0 <= step_min && step_min <= step_max,
+            "job_step_s must be [min, max] in increasing order"
+        );
+        anyhow::ensure!(
+            self.poll_interval_ms > 0,
+            "poll_interval_ms must be positive"
+        );
+        Ok(())
+    }
+}
+
+/// What a provider's dispatcher does with an offer.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Answer {
+    /// Accept after this many seconds.
+    Accept { after_s: f64 },
+    /// Decline with a reason after this many seconds.
+    Decline { after_s: f64, reason: &'static str },
+    /// Never answer.
+    Ignore,
+}
+
+/// Decides the answer to one offer. Pure.
+pub fn decide(behaviour: &Behaviour, rng: &mut SimRng) -> Answer {
+    let [min, median, max] = behaviour.answer_delay_s;
+    let after_s = log_normal_clamped(rng, median, 3.0, min, max);
+    let draw: f64 = rng.random();
+    if draw < behaviour.accept {
+        Answer::Accept { after_s }
+    } else if draw < behaviour.accept + behaviour.decline {
+        let reasons = ["busy", "too_far", "no_equipment", "other"];
+        let reason = reasons[weighted_index(rng, &[50.0, 30.0, 10.0, 10.0])];
+        Answer::Decline { after_s, reason }
+    } else {
+        Answer::Ignore
+    }
+}
+
+/// The fleet to simulate.
+#[derive(Debug, Clone)]
+pub struct FleetSpec {
+    /// Trucks.
+    pub vehicles: usize,
+    /// Tow companies.
+    pub providers: usize,
+    /// Seconds between two position reports of a truck.
+    pub interval_s: f64,
+    /// How dispatchers answer.
+    pub behaviour: Behaviour,
+    /// Where.
+    pub city: City,
+    /// The run's seed.
+    pub seed: u64,
+    /// A tag unique to the run, in provider names.
+    pub run_tag: String,
+}
+
+/// Flatbeds tow and winch (and can jump-start); vans do the roadside jobs.
+fn capabilities(rng: &mut SimRng) -> &'static [&'static str] {
+    match weighted_index(rng, &[35.0, 50.0, 15.0]) {
+        0 => &["tow", "winch", "jump_start"],
+        1 => &["jump_start", "tyre_change", "fuel_delivery", "lockout"],
+        _ => &["tow", "jump_start", "tyre_change"],
+    }
+}
+
+#[derive(Debug)]
+struct SimTruck {
+    id: String,
+    truck: Truck,
+    last_ts: DateTime<Utc>,
+}
+
+#[derive(Debug)]
+struct Trucks {
+    trucks: Vec<SimTruck>,
+    by_id: HashMap<String, usize>,
+    rng: SimRng,
+    last_advance: Instant,
+}
+
+/// One simulated tow company.
+#[derive(Debug)]
+struct ProviderSim {
+    index: usize,
+    api_key: String,
+    trucks: Mutex<Trucks>,
+}
+
+impl ProviderSim {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Trucks> {
+        self.trucks
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Moves every truck to now and returns the position batches to send.
+    fn position_batches(&self, city: &City) -> Vec<Value> {
+        let now = Utc::now();
+        let mut guard = self.lock();
+        let trucks = &mut *guard;
+        let dt_s = trucks.last_advance.elapsed().as_secs_f64();
+        trucks.last_advance = Instant::now();
+        let mut fixes = Vec::with_capacity(trucks.trucks.len());
+        for sim in &mut trucks.trucks {
+            let sample = sim.truck.advance(dt_s, city, &mut trucks.rng);
+            // Strictly newer than the truck's previous fix, whatever the clock does.
+            let ts = now.max(sim.last_ts + chrono::Duration::milliseconds(1));
+            sim.last_ts = ts;
+            fixes.push(json!({
+                "vehicle_id": sim.id,
+                "lat": (sample.position.lat * 1e6).round() / 1e6,
+                "lon": (sample.position.lon * 1e6).round() / 1e6,
+                "ts": ts.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                "speed_kmh": (sample.speed_kmh * 10.0).round() / 10.0,
+                "heading": sample.heading_deg.round() % 360.0,
+            }));
+        }
+        fixes
+            .chunks(BATCH_SIZE)
+            .map(|chunk| json!({ "fixes": chunk }))
+            .collect()
+    }
+
+    fn with_truck(&self, vehicle_id: &str, apply: impl FnOnce(&mut Truck)) {
+        let mut trucks = self.lock();
+        if let Some(index) = trucks.by_id.get(vehicle_id).copied() {
+            apply(&mut trucks.trucks[index].truck);
+        }
+    }
+}
+
+/// A fleet, set up on the server and ready to run.
+#[derive(Debug)]
+pub struct Fleet {
+    spec: FleetSpec,
+    providers: Vec<Arc<ProviderSim>>,
+    /// How long setup took.
+    pub setup_s: f64,
+}
+
+/// Names a refused fix's reason without the vehicle id in it.
+fn rejection_kind(error: &str) -> String {
+    let reason = error.split('`').next().unwrap_or(error).trim();
+    format!("fix rejected: {reason}")
+}
+
+/// Sends one batch, recording its latency, counts and errors.
+async fn send_batch(api: &Api, api_key: &str, batch: &Value, recorder: &Recorder) {
+    let fixes = batch["fixes"].as_array().map_or(0, Vec::len) as u64;
+    recorder.count(names::FIXES_SENT, fixes);
+    let started = Instant::now();
+    match api.post_positions(api_key, batch).await {
+        Ok(receipt) => {
+            recorder.latency(names::POSITIONS_REQUEST, started.elapsed());
+            recorder.count(names::POSITION_BATCHES, 1);
+            recorder.count(names::FIXES_ACCEPTED, receipt.accepted);
+            recorder.count(names::FIXES_REJECTED, receipt.rejected.len() as u64);
+            for rejection in &receipt.rejected {
+                recorder.error(rejection_kind(&rejection.error));
+            }
+        }
+        Err(error) => recorder.error(format!("positions: {}", error.kind())),
+    }
+}
+
+impl Fleet {
+    /// Creates the providers, registers every truck and reports a first position for each,
+    /// so that the whole fleet is dispatchable when this returns.
+    pub async fn setup(
+        api: &Api,
+        admin_token: &str,
+        spec: FleetSpec,
+        console: &Console,
+        recorder: &Recorder,
+    ) -> anyhow::Result<Fleet> {
+        spec.behaviour.validate()?;
+        anyhow::ensure!(spec.providers > 0, "at least one provider");
+        anyhow::ensure!(
+            spec.vehicles >= spec.providers,
+            "at least one vehicle per provider"
+        );
+        anyhow::ensure!(
+            spec.interval_s > 0.0,
+            "the report interval must be positive"
+        );
+        let started = Instant::now();
+        let area = spec.city.service_area();
+        let mut providers = Vec::with_capacity(spec.providers);
+        let mut layout_rng = rng::stream(spec.seed, "fleet-layout");
+        let mut registrations = Vec::with_capacity(spec.vehicles);
+        for index in 0..spec.providers {
+            let name = format!("Load {} Towing {index:03}", spec.run_tag);
+            let created = api
+                .create_provider(admin_token, &name, &area)
+                .await
+                .with_context(|| format!("creating provider {name} (is the admin token right?)"))?;
+            // Each company has a depot; its trucks start around it.
+            let depot = spec.city.uniform_point(&mut layout_rng);
+            let count = spec.vehicles / spec.providers
+                + usize::from(index < spec.vehicles % spec.providers);
+            let mut trucks = Vec::with_capacity(count);
+            for number in 0..count {
+                let id = format!("P{index:03}-T{number:05}");
+                registrations.push((
+                    index,
+                    created.api_key.clone(),
+                    id.clone(),
+                    capabilities(&mut layout_rng),
+                    format!("沪{}{:05}", ["A", "B", "C"][index % 3], number),
+                ));
+                trucks.push(SimTruck {
+                    id,
+                    truck: Truck::new(&spec.city, depot, &mut layout_rng),
+                    last_ts: DateTime::<Utc>::MIN_UTC,
+                });
+            }
+            let by_id = trucks
+                .iter()
+                .enumerate()
+                .map(|(position, sim)| (sim.id.clone(), position))
+                .collect();
+            providers.push(Arc::new(ProviderSim {
+                index,
+                api_key: created.api_key,
+                trucks: Mutex::new(Trucks {
+                    trucks,
+                    by_id,
+                    rng: rng::stream(spec.seed, &format!("provider-{index}")),
+                    last_advance: Instant::now(),
+                }),
+            }));
+        }
+
+        let bar = console.counter(registrations.len() as u64, "registering trucks");
+        let results: Vec<anyhow::Result<()>> = futures::stream::iter(registrations)
+            .map(|(_, api_key, id, capabilities, plate)| {
+                let bar = bar.clone();
+                async move {
+                    let result = api
+                        .put_vehicle(&api_key, &id, capabilities, &plate)
+                        .await
+                        .with_context(|| format!("registering vehicle {id}"));
+                    bar.inc(1);
+                    result
+                }
+            })
+            .buffer_unordered(REGISTRATION_CONCURRENCY)
+            .collect()
+            .await;
+        bar.finish_and_clear();
+        for result in results {
+            result?;
+        }
+
+        // A first position for every truck: without one it is not dispatchable.
+        for provider in &providers {
+            for batch in provider.position_batches(&spec.city) {
+                send_batch(api, &provider.api_key, &batch, recorder).await;
+            }
+        }
+        let setup_s = started.elapsed().as_secs_f64();
+        console.note(format!(
+            "fleet ready: {} trucks of {} providers registered and positioned in {setup_s:.1} s",
+            spec.vehicles, spec.providers
+        ));
+        Ok(Fleet {
+            spec,
+            providers,
+            setup_s,
+        })
+    }
+
+    /// The fleet's description.
+    pub fn spec(&self) -> &FleetSpec {
+        &self.spec
+    }
+
+    /// Starts reporting positions and answering offers until `stop` is cancelled. Wait on
+    /// the returned tracker (after cancelling) for every task to end.
+    pub fn start(
+        &self,
+        api: &Api,
+        recorder: &Arc<Recorder>,
+        stop: &CancellationToken,
+    ) -> TaskTracker {
+        let tasks = TaskTracker::new();
+        let interval = Duration::from_secs_f64(self.spec.interval_s);
+        for provider in &self.providers {
+            // Providers report spread over the interval, not all at once.
+            let offset = interval.mul_f64(provider.index as f64 / self.providers.len() as f64);
+            tasks.spawn(report_positions(
+                api.clone(),
+                provider.clone(),
+                self.spec.city,
+                interval,
+                offset,
+                recorder.clone(),
+                stop.clone(),
+            ));
+            tasks.spawn(answer_offers(
+                api.clone(),
+                provider.clone(),
+                self.spec.behaviour.clone(),
+                rng::stream(self.spec.seed, &format!("dispatcher-{}", provider.index)),
+                recorder.clone(),
+                stop.clone(),
+                tasks.clone(),
+            ));
+        }
+        tasks
+    }
+}
+
+async fn report_positions(
+    api: Api,
+    provider: Arc<ProviderSim>,
+    city: City,
+    interval: Duration,
+    offset: Duration,
+    recorder: Arc<Recorder>,
+    stop: CancellationToken,
+) {
+    let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + offset, interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = ticker.tick() => {}
+        }
+        for batch in provider.position_batches(&city) {
+            send_batch(&api, &provider.api_key, &batch, &recorder).await;
+        }
+    }
+}
+
+async fn answer_offers(
+    api: Api,
+    provider: Arc<ProviderSim>,
+    behaviour: Behaviour,
+    mut rng: SimRng,
+    recorder: Arc<Recorder>,
+    stop: CancellationToken,
+    tasks: TaskTracker,
+) {
+    let mut seen: HashSet<String> = HashSet::new();
+    let mut ticker = tokio::time::interval(Duration::from_millis(behaviour.poll_interval_ms));
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = ticker.tick() => {}
+        }
+        let offers = match api.offers(&provider.api_key).await {
+            Ok(offers) => offers,
+            Err(error) => {
+                recorder.error(format!("poll offers: {}", error.kind()));
+                continue;
+            }
+        };
+        // An offer leaves the pending list for good once answered or expired.
+        let pending: HashSet<&str> = offers.iter().map(|offer| offer.id.as_str()).collect();
+        seen.retain(|id| pending.contains(id.as_str()));
+        for offer in offers {
+            if !seen.insert(offer.id.clone()) {
+                continue;
+            }
+            recorder.count(names::OFFERS_SEEN, 1);
+            let answer = decide(&behaviour, &mut rng);
+            let job_seed: u64 = rng.random();
+            tasks.spawn(answer_offer(
+                api.clone(),
+                provider.clone(),
+                offer,
+                answer,
+                behaviour.job_step_s,
+                job_seed,
+                recorder.clone(),
+                stop.clone(),
+            ));
+        }
+    }
+}
+
+/// Sleeps, or returns `false` if the run stops first.
+async fn pause(duration: Duration, stop: &CancellationToken) -> bool {
+    tokio::select! {
+        _ = stop.cancelled() => false,
+        _ = tokio::time::sleep(duration) => true,
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn answer_offer(
+    api: Api,
+    provider: Arc<ProviderSim>,
+    offer: ProviderOffer,
+    answer: Answer,
+    job_step_s: [f64; 2],
+    job_seed: u64,
+    recorder: Arc<Recorder>,
+    stop: CancellationToken,
+) {
+    match answer {
+        Answer::Ignore => recorder.count(names::OFFERS_IGNORED, 1),
+        Answer::Decline { after_s, reason } => {
+            if !pause(Duration::from_secs_f64(after_s), &stop).await {
+                return;
+            }
+            match api.decline(&provider.api_key, &offer.id, reason).await {
+                Ok(()) => recorder.count(names::OFFERS_DECLINED, 1),
+                // Expired meanwhile: a slow dispatcher, not a failure.
+                Err(error) if error.status() == Some(409) => {
+                    recorder.count(names::ANSWERS_TOO_LATE, 1)
+                }
+                Err(error) => recorder.error(format!("decline: {}", error.kind())),
+            }
+        }
+        Answer::Accept { after_s } => {
+            if !pause(Duration::from_secs_f64(after_s), &stop).await {
+                return;
+            }
+            let mut job_rng = rng::stream(job_seed, "job");
+            let own_eta_s =
+                (f64::from(offer.eta_s) * job_rng.random_range(0.8..1.3)).round() as u32;
+            match api.accept(&provider.api_key, &offer.id, own_eta_s).await {
+                Ok(()) => {
+                    recorder.count(names::OFFERS_ACCEPTED, 1);
+                    drive_job(
+                        &api,
+                        &provider,
+                        &offer,
+                        job_step_s,
+                        &mut job_rng,
+                        &recorder,
+                        &stop,
+                    )
+                    .await;
+                }
+                Err(error) if error.status() == Some(409) => {
+                    recorder.count(names::ANSWERS_TOO_LATE, 1)
+                }
+                Err(error) => recorder.error(format!("accept: {}", error.kind())),
+            }
+        }
+    }
+}
+
+async fn drive_job(
+    api: &Api,
+    provider: &ProviderSim,
+    offer: &ProviderOffer,
+    job_step_s: [f64; 2],
+    rng: &mut SimRng,
+    recorder: &Recorder,
+    stop: &CancellationToken,
+) {
+    let customer = Point {
+        lat: offer.location.lat,
+        lon: offer.location.lon,
+    };
+    let [step_min, step_max] = job_step_s;
+    for status in ["en_route", "on_scene", "completed"] {
+        let step_s = if step_max > step_min {
+            rng.random_range(step_min..step_max)
+        } else {
+            step_min
+        };
+        if !pause(Duration::from_secs_f64(step_s), stop).await {
+            return;
+        }
+        if let Err(error) = api
+            .job_status(&provider.api_key, &offer.case_id, status)
+            .await
+        {
+            recorder.count(names::JOBS_ABORTED, 1);
+            if error.status() != Some(409) && error.status() != Some(404) {
+                recorder.error(format!("job status: {}", error.kind()));
+            }
+            provider.with_truck(&offer.vehicle_id, Truck::release);
+            return;
+        }
+        match status {
+            "en_route" => {
+                provider.with_truck(&offer.vehicle_id, |truck| truck.drive_to_job(customer))
+            }
+            "completed" => {
+                recorder.count(names::JOBS_COMPLETED, 1);
+                provider.with_truck(&offer.vehicle_id, Truck::release);
+            }
+            _ => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn answers_follow_the_configured_shares_and_delays() {
+        let behaviour = Behaviour::default();
+        let mut rng = rng::stream(4, "answers");
+        let (mut accepted, mut declined, mut ignored) = (0, 0, 0);
+        for _ in 0..10_000 {
+            match decide(&behaviour, &mut rng) {
+                Answer::Accept { after_s } => {
+                    accepted += 1;
+                    assert!((1.0..=20.0).contains(&after_s));
+                }
+                Answer::Decline { after_s, reason } => {
+                    declined += 1;
+                    assert!((1.0..=20.0).contains(&after_s));
+                    assert!(["busy", "too_far", "no_equipment", "other"].contains(&reason));
+                }
+                Answer::Ignore => ignored += 1,
+            }
+        }
+        assert!((7_300..7_700).contains(&accepted), "{accepted}");
+        assert!((1_300..1_700).contains(&declined), "{declined}");
+        assert!((800..1_200).contains(&ignored), "{ignored}");
+    }
+
+    #[test]
+    fn shares_that_add_up_to_more_than_everything_are_refused() {
+        let behaviour = Behaviour {
+            accept: 0.8,
+            decline: 0.3,
+            ..Behaviour::default()
+        };
+        assert!(behaviour.validate().is_err());
+        assert!(Behaviour::default().validate().is_ok());
+    }
+
+    #[test]
+    fn refusal_reasons_are_counted_without_vehicle_ids() {
+        assert_eq!(
+            rejection_kind("unknown vehicle `P001-T00042`"),
+            "fix rejected: unknown vehicle"
+        );
+        assert_eq!(
+            rejection_kind("not newer than the last fix"),
+            "fix rejected: not newer than the last fix"
+        );
+    }
+
+    #[test]
+    fn position_batches_hold_at_most_a_hundred_fixes_with_strictly_newer_times() {
+        let city = City::default();
+        let mut rng = rng::stream(5, "batches");
+        let trucks: Vec<SimTruck> = (0..250)
+            .map(|number| SimTruck {
+                id: format!("T{number}"),
+                truck: Truck::new(&city, city.centre(), &mut rng),
+                last_ts: DateTime::<Utc>::MIN_UTC,
+            })
+            .collect();
+        let by_id = trucks
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (t.id.clone(), i))
+            .collect();
+        let provider = ProviderSim {
+            index: 0,
+            api_key: "rk_test".to_owned(),
+            trucks: Mutex::new(Trucks {
+                trucks,
+                by_id,
+                rng,
+                last_advance: Instant::now(),
+            }),
+        };
+        let first = provider.position_batches(&city);
+        let second = provider.position_batches(&city);
+        assert_eq!(
+            first
+                .iter()
+                .map(|b| b["fixes"].as_array().unwrap().len())
+                .collect::<Vec<_>>(),
+            vec![100, 100, 50]
+        );
+        let ts = |batches: &[Value], index: usize| {
+            batches[index / 100]["fixes"][index % 100]["ts"]
+                .as_str()
+                .unwrap()
+                .parse::<DateTime<Utc>>()
+                .unwrap()
+        };
+        for index in 0..250 {
+            assert!(ts(&second, index) > ts(&first, index));
+        }
+    }
+}

@@ -1,0 +1,758 @@
+//! The report of a run: `report.json` (everything), `report.md` (a summary table for
+//! people) and SVG charts, written into the report directory. Building the figures from
+//! the recordings and histories is pure; only [`Report::write`] touches the disk.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::Path;
+
+use anyhow::Context;
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::history::CaseHistory;
+use crate::invariants::Verdict;
+use crate::positions::PositionsOutcome;
+use crate::server::ProcessUsage;
+use crate::stats::{LatencyPoint, LatencySummary, LatencyTrack, RatePoint, Recordings};
+use crate::svg::{self, Frame, Line};
+
+/// Most points of a chart line.
+const MAX_POINTS: usize = 300;
+
+/// Where the load went.
+#[derive(Debug, Clone, Serialize)]
+pub struct TargetInfo {
+    /// Base URL.
+    pub url: String,
+    /// Whether this run started the server.
+    pub spawned: bool,
+    /// The server binary, when spawned.
+    pub server_binary: Option<String>,
+    /// The server's environment as set by the run (secrets left out).
+    pub server_env: BTreeMap<String, String>,
+    /// `sqlite`, `postgres` or `unknown`.
+    pub database: String,
+}
+
+/// The machine.
+#[derive(Debug, Clone, Serialize)]
+pub struct MachineInfo {
+    /// Logical CPUs.
+    pub cpus: usize,
+    /// A reminder of what the figures mean.
+    pub note: String,
+}
+
+/// Dispatch as the server recorded it in the case timelines.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct DispatchReport {
+    /// Cases created during the run.
+    pub cases: usize,
+    /// Of those, cases that got at least one offer.
+    pub offered: usize,
+    /// Cases that got a vehicle assigned.
+    pub assigned: usize,
+    /// Request accepted (`created` event) → first offer persisted (`offer_sent` event).
+    pub latency: LatencySummary,
+    /// `created` → `vehicle_assigned`.
+    pub to_assignment: LatencySummary,
+    /// Cases by status at the end.
+    pub statuses: BTreeMap<String, usize>,
+    /// Offers by state at the end.
+    pub offers_by_state: BTreeMap<String, usize>,
+    /// Dispatch latency by the second the case was created in.
+    pub latency_series: Vec<LatencyPoint>,
+    /// Dispatch latency histogram: `(upper bound ms, cases)`.
+    pub latency_distribution: Vec<(f64, u64)>,
+}
+
+fn std_duration(duration: chrono::Duration) -> std::time::Duration {
+    duration.to_std().unwrap_or_default()
+}
+
+/// Dispatch figures from the cases' own timelines. `run_started` anchors the series.
+pub fn dispatch_report(histories: &[CaseHistory], run_started: DateTime<Utc>) -> DispatchReport {
+    let mut latency = LatencyTrack::default();
+    let mut to_assignment = LatencyTrack::default();
+    let mut report = DispatchReport {
+        cases: histories.len(),
+        ..DispatchReport::default()
+    };
+    for history in histories {
+        *report
+            .statuses
+            .entry(history.case.status.clone())
+            .or_default() += 1;
+        for offer in &history.offers {
+            *report
+                .offers_by_state
+                .entry(offer.state.clone())
+                .or_default() += 1;
+        }
+        let Some(timings) = history.timings() else {
+            continue;
+        };
+        let at_s = (timings.created_at - run_started).num_milliseconds() as f64 / 1000.0;
+        if let Some(first_offer) = timings.to_first_offer {
+            report.offered += 1;
+            latency.record(at_s, std_duration(first_offer));
+        }
+        if let Some(assigned) = timings.to_assignment {
+            report.assigned += 1;
+            to_assignment.record(at_s, std_duration(assigned));
+        }
+    }
+    report.latency = latency.summary();
+    report.to_assignment = to_assignment.summary();
+    report.latency_series = latency.series(MAX_POINTS);
+    report.latency_distribution = latency.distribution();
+    report
+}
+
+/// A target of the issue, against what was measured.
+#[derive(Debug, Clone, Serialize)]
+pub struct TargetCheck {
+    /// What.
+    pub name: String,
+    /// The target, in words.
+    pub target: String,
+    /// Under which conditions the target is stated.
+    pub conditions: String,
+    /// What this run measured.
+    pub measured: String,
+    /// Under which conditions this run measured it.
+    pub measured_under: String,
+    /// Whether it met the target.
+    pub met: bool,
+}
+
+/// Time series for the charts.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Series {
+    /// Latency over time per metric.
+    pub latencies: BTreeMap<String, Vec<LatencyPoint>>,
+    /// Rates over time per count.
+    pub rates: BTreeMap<String, Vec<RatePoint>>,
+}
+
+/// Everything about a run.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    /// `load-tests <version>`.
+    pub tool: String,
+    /// The command line's subcommand and arguments, as run.
+    pub command: String,
+    /// The run's tag (in provider names and request markers).
+    pub run_tag: String,
+    /// The seed.
+    pub seed: u64,
+    /// Started.
+    pub started_at: DateTime<Utc>,
+    /// Finished.
+    pub finished_at: DateTime<Utc>,
+    /// Seconds.
+    pub duration_s: f64,
+    /// The server.
+    pub target: TargetInfo,
+    /// The machine.
+    pub machine: MachineInfo,
+    /// Fleet settings and figures.
+    pub fleet: Option<serde_json::Value>,
+    /// Maximum-rate ingest figures.
+    pub positions: Option<PositionsOutcome>,
+    /// Request stream settings.
+    pub requests: Option<serde_json::Value>,
+    /// Dispatch figures from the timelines.
+    pub dispatch: Option<DispatchReport>,
+    /// Client-side latencies by metric.
+    pub latencies: BTreeMap<String, LatencySummary>,
+    /// Counts by name.
+    pub counts: BTreeMap<String, u64>,
+    /// Errors by kind.
+    pub errors: BTreeMap<String, u64>,
+    /// The server's resource use, when its process was known.
+    pub server: Option<ProcessUsage>,
+    /// The load generator's own resource use (it shares the machine).
+    pub load_generator: Option<ProcessUsage>,
+    /// The invariants.
+    pub invariants: Vec<Verdict>,
+    /// The issue's targets that this run measured.
+    pub targets: Vec<TargetCheck>,
+    /// Series behind the charts.
+    pub series: Series,
+    /// Whether every invariant held.
+    pub passed: bool,
+}
+
+impl Report {
+    /// Fills in the latencies, counts, errors and series from the recordings.
+    pub fn take_recordings(&mut self, recordings: &Recordings) {
+        for (name, track) in &recordings.latencies {
+            self.latencies.insert((*name).to_owned(), track.summary());
+            self.series
+                .latencies
+                .insert((*name).to_owned(), track.series(MAX_POINTS));
+        }
+        for (name, track) in &recordings.counts {
+            self.counts.insert((*name).to_owned(), track.total());
+            self.series
+                .rates
+                .insert((*name).to_owned(), track.series(MAX_POINTS));
+        }
+        self.errors = recordings.errors.clone();
+    }
+
+    /// Compares what was measured with the issue's targets.
+    pub fn check_targets(&mut self) {
+        if let Some(positions) = &self.positions {
+            self.targets.push(TargetCheck {
+                name: "fixes/s accepted".to_owned(),
+                target: "≥ 200,000".to_owned(),
+                conditions: format!(
+                    "POST /v1/provider/positions, {} fixes per body, 2 cores shared by server and load generator",
+                    positions.batch_size
+                ),
+                measured: format!("{:.0}", positions.accepted_fixes_per_s),
+                measured_under: format!(
+                    "{} vehicles, {} connections, {} fixes per body, {} CPUs",
+                    positions.vehicles, positions.connections, positions.batch_size, self.machine.cpus
+                ),
+                met: positions.accepted_fixes_per_s >= 200_000.0,
+            });
+        }
+        if let Some(dispatch) = &self.dispatch
+            && let Some(p99) = dispatch.latency.p99_ms
+        {
+            let rate = self
+                .requests
+                .as_ref()
+                .and_then(|requests| requests["rate"].as_f64())
+                .map_or_else(
+                    || "unknown request rate".to_owned(),
+                    |rate| format!("{rate} requests/s"),
+                );
+            let trucks = self
+                .fleet
+                .as_ref()
+                .and_then(|fleet| fleet["vehicles"].as_u64())
+                .map_or_else(
+                    || "no simulated fleet".to_owned(),
+                    |vehicles| format!("{vehicles} trucks"),
+                );
+            self.targets.push(TargetCheck {
+                name: "dispatch latency p99".to_owned(),
+                target: "≤ 10 ms".to_owned(),
+                conditions: "50 requests/s with 10,000 moving trucks".to_owned(),
+                measured: format!("{p99:.2} ms"),
+                measured_under: format!(
+                    "{rate} with {trucks}, {} on {} CPUs",
+                    self.target.database, self.machine.cpus
+                ),
+                met: p99 <= 10.0,
+            });
+        }
+    }
+
+    /// Writes `report.json`, `report.md` and the charts into `dir`.
+    pub fn write(&self, dir: &Path) -> anyhow::Result<Vec<String>> {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        let mut files = vec!["report.json".to_owned(), "report.md".to_owned()];
+        let charts = self.charts();
+        for (name, svg) in &charts {
+            std::fs::write(dir.join(name), svg).with_context(|| format!("writing {name}"))?;
+            files.push(name.clone());
+        }
+        let json = serde_json::to_string_pretty(self).context("serialising the report")?;
+        std::fs::write(dir.join("report.json"), json).context("writing report.json")?;
+        let chart_names: Vec<&str> = charts.iter().map(|(name, _)| name.as_str()).collect();
+        std::fs::write(dir.join("report.md"), markdown(self, &chart_names))
+            .context("writing report.md")?;
+        Ok(files)
+    }
+
+    /// The charts: `(file name, SVG)`.
+    pub fn charts(&self) -> Vec<(String, String)> {
+        let mut charts = Vec::new();
+        let mut latency_lines = Vec::new();
+        if let Some(dispatch) = &self.dispatch {
+            latency_lines.extend(latency_lines_of("dispatch", &dispatch.latency_series));
+        }
+        for (name, label) in [
+            ("positions_request", "POST positions"),
+            ("case_request", "POST cases"),
+        ] {
+            if let Some(series) = self.series.latencies.get(name) {
+                latency_lines.extend(latency_lines_of(label, series));
+            }
+        }
+        if !latency_lines.is_empty() {
+            charts.push((
+                "latency-over-time.svg".to_owned(),
+                svg::line_chart(
+                    &Frame {
+                        title: "Latency over time".to_owned(),
+                        x_label: "seconds since start (dispatch: by case creation time)".to_owned(),
+                        y_label: "ms".to_owned(),
+                    },
+                    &latency_lines,
+                ),
+            ));
+        }
+        let rate_line = |name: &str, label: &str| {
+            self.series.rates.get(name).map(|points| Line {
+                name: label.to_owned(),
+                points: points.iter().map(|p| (p.t_s, p.per_s)).collect(),
+            })
+        };
+        if let Some(line) = rate_line("fixes_accepted", "fixes accepted/s") {
+            charts.push((
+                "throughput-fixes.svg".to_owned(),
+                svg::line_chart(
+                    &Frame {
+                        title: "Positions accepted per second".to_owned(),
+                        x_label: "seconds since start".to_owned(),
+                        y_label: "fixes/s".to_owned(),
+                    },
+                    &[line],
+                ),
+            ));
+        }
+        let case_lines: Vec<Line> = [
+            ("cases_acknowledged", "cases created/s"),
+            ("offers_seen", "offers seen by providers/s"),
+            ("jobs_completed", "jobs completed/s"),
+        ]
+        .iter()
+        .filter_map(|(name, label)| rate_line(name, label))
+        .collect();
+        if !case_lines.is_empty() {
+            charts.push((
+                "throughput-cases.svg".to_owned(),
+                svg::line_chart(
+                    &Frame {
+                        title: "Cases and offers per second".to_owned(),
+                        x_label: "seconds since start".to_owned(),
+                        y_label: "per second".to_owned(),
+                    },
+                    &case_lines,
+                ),
+            ));
+        }
+        let (histogram_of, distribution) = match &self.dispatch {
+            Some(dispatch) if !dispatch.latency_distribution.is_empty() => {
+                ("dispatch latency", dispatch.latency_distribution.clone())
+            }
+            _ => ("", Vec::new()),
+        };
+        if !distribution.is_empty() {
+            charts.push((
+                "latency-histogram.svg".to_owned(),
+                histogram_svg(histogram_of, &distribution),
+            ));
+        }
+        if let Some(server) = &self.server
+            && server.samples > 1
+        {
+            charts.push((
+                "server-resources.svg".to_owned(),
+                svg::line_chart(
+                    &Frame {
+                        title: "Server resources".to_owned(),
+                        x_label: "seconds since start".to_owned(),
+                        y_label: "MiB / % of one core".to_owned(),
+                    },
+                    &[
+                        Line {
+                            name: "RSS, MiB".to_owned(),
+                            points: server.rss_series.clone(),
+                        },
+                        Line {
+                            name: "CPU, % of one core".to_owned(),
+                            points: server
+                                .cpu_series
+                                .iter()
+                                .map(|(t, cores)| (*t, cores * 100.0))
+                                .collect(),
+                        },
+                    ],
+                ),
+            ));
+        }
+        charts
+    }
+}
+
+/// A latency histogram chart from `(upper bound ms, count)` pairs.
+pub fn histogram_svg(what: &str, distribution: &[(f64, u64)]) -> String {
+    let bars: Vec<(String, f64)> = distribution
+        .iter()
+        .map(|(bound, count)| (format!("≤{}", svg::tick_label(*bound)), *count as f64))
+        .collect();
+    svg::bar_chart(
+        &Frame {
+            title: format!("Histogram of {what}"),
+            x_label: "ms (upper bound of each bucket; buckets double)".to_owned(),
+            y_label: "count".to_owned(),
+        },
+        &bars,
+    )
+}
+
+fn latency_lines_of(label: &str, series: &[LatencyPoint]) -> Vec<Line> {
+    vec![
+        Line {
+            name: format!("{label} p50"),
+            points: series.iter().map(|p| (p.t_s, p.p50_ms)).collect(),
+        },
+        Line {
+            name: format!("{label} p99"),
+            points: series.iter().map(|p| (p.t_s, p.p99_ms)).collect(),
+        },
+    ]
+}
+
+fn optional_ms(value: Option<f64>) -> String {
+    value.map_or_else(|| "–".to_owned(), |ms| format!("{ms:.2}"))
+}
+
+fn latency_row(markdown: &mut String, name: &str, summary: &LatencySummary) {
+    let _ = writeln!(
+        markdown,
+        "| {name} | {} | {} | {} | {} | {} |",
+        summary.count,
+        optional_ms(summary.p50_ms),
+        optional_ms(summary.p90_ms),
+        optional_ms(summary.p99_ms),
+        optional_ms(summary.max_ms)
+    );
+}
+
+/// The Markdown summary.
+pub fn markdown(report: &Report, charts: &[&str]) -> String {
+    let mut md = String::new();
+    let verdict = if report.passed { "passed" } else { "FAILED" };
+    let _ = writeln!(md, "# Load run: {} — {verdict}\n", report.command);
+    let _ = writeln!(
+        md,
+        "{} · seed {} · tag `{}` · {} → {} ({:.1} s) · {} CPUs ({})\n",
+        report.tool,
+        report.seed,
+        report.run_tag,
+        report.started_at.format("%Y-%m-%d %H:%M:%S"),
+        report.finished_at.format("%H:%M:%S"),
+        report.duration_s,
+        report.machine.cpus,
+        report.machine.note
+    );
+    let _ = writeln!(
+        md,
+        "Server: {} ({}{})\n",
+        report.target.url,
+        report.target.database,
+        if report.target.spawned {
+            ", started by this run"
+        } else {
+            ""
+        }
+    );
+    if !report.targets.is_empty() {
+        md.push_str(
+            "## Targets\n\n| what | target | stated for | measured | this run | met |\n|---|---|---|---|---|---|\n",
+        );
+        for target in &report.targets {
+            let _ = writeln!(
+                md,
+                "| {} | {} | {} | {} | {} | {} |",
+                target.name,
+                target.target,
+                target.conditions,
+                target.measured,
+                target.measured_under,
+                if target.met { "yes" } else { "**no**" }
+            );
+        }
+        md.push('\n');
+    }
+    md.push_str("## Summary\n\n| figure | value |\n|---|---|\n");
+    if let Some(positions) = &report.positions {
+        let _ = writeln!(
+            md,
+            "| fixes/s accepted (after {:.0} s warm-up) | {:.0} |",
+            positions.warmup_s, positions.accepted_fixes_per_s
+        );
+        let _ = writeln!(
+            md,
+            "| position requests/s | {:.0} |",
+            positions.requests_per_s
+        );
+        let _ = writeln!(
+            md,
+            "| vehicles · connections · fixes per body | {} · {} · {} |",
+            positions.vehicles, positions.connections, positions.batch_size
+        );
+    }
+    for name in [
+        "fixes_accepted",
+        "fixes_rejected",
+        "cases_sent",
+        "cases_acknowledged",
+        "cases_failed",
+        "case_retries",
+        "cases_phone_solvable",
+        "offers_seen",
+        "offers_accepted",
+        "offers_declined",
+        "offers_ignored",
+        "answers_too_late",
+        "jobs_completed",
+        "jobs_aborted",
+    ] {
+        if let Some(count) = report.counts.get(name) {
+            let _ = writeln!(md, "| {} | {count} |", name.replace('_', " "));
+        }
+    }
+    if let Some(dispatch) = &report.dispatch {
+        let _ = writeln!(
+            md,
+            "| cases in the run · offered · assigned | {} · {} · {} |",
+            dispatch.cases, dispatch.offered, dispatch.assigned
+        );
+        let statuses: Vec<String> = dispatch
+            .statuses
+            .iter()
+            .map(|(status, count)| format!("{status} {count}"))
+            .collect();
+        let _ = writeln!(
+            md,
+            "| cases by status at the end | {} |",
+            statuses.join(", ")
+        );
+        let offers: Vec<String> = dispatch
+            .offers_by_state
+            .iter()
+            .map(|(state, count)| format!("{state} {count}"))
+            .collect();
+        let _ = writeln!(md, "| offers by state at the end | {} |", offers.join(", "));
+    }
+    md.push_str("\n## Latency (ms)\n\n| what | count | p50 | p90 | p99 | max |\n|---|---|---|---|---|---|\n");
+    if let Some(dispatch) = &report.dispatch {
+        latency_row(
+            &mut md,
+            "dispatch: created → first offer (server timeline)",
+            &dispatch.latency,
+        );
+        latency_row(
+            &mut md,
+            "time to assignment: created → vehicle assigned",
+            &dispatch.to_assignment,
+        );
+    }
+    for (name, summary) in &report.latencies {
+        latency_row(
+            &mut md,
+            &format!("client: {}", name.replace('_', " ")),
+            summary,
+        );
+    }
+    md.push_str("\n## Invariants\n\n| invariant | checked | violations | |\n|---|---|---|---|\n");
+    for verdict in &report.invariants {
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {} |",
+            verdict.name,
+            verdict.checked,
+            verdict.violation_count,
+            if verdict.holds() {
+                "holds"
+            } else {
+                "**VIOLATED**"
+            }
+        );
+    }
+    for verdict in report.invariants.iter().filter(|v| !v.holds()) {
+        let _ = writeln!(md, "\n**{}** ({}):\n", verdict.name, verdict.description);
+        for violation in &verdict.violations {
+            let _ = writeln!(md, "- {violation}");
+        }
+    }
+    md.push_str("\n## Errors by kind\n\n");
+    if report.errors.is_empty() {
+        md.push_str("none\n");
+    } else {
+        md.push_str("| kind | count |\n|---|---|\n");
+        for (kind, count) in &report.errors {
+            let _ = writeln!(md, "| {kind} | {count} |");
+        }
+    }
+    md.push_str("\n## Processes\n\n| process | CPU s | cores busy (avg) | RSS start · peak · end (MiB) |\n|---|---|---|---|\n");
+    for (name, usage) in [
+        ("server", &report.server),
+        ("load generator", &report.load_generator),
+    ] {
+        match usage {
+            Some(usage) if usage.samples > 0 => {
+                let _ = writeln!(
+                    md,
+                    "| {name} (pid {}) | {:.1} | {:.2} | {:.0} · {:.0} · {:.0} |",
+                    usage.pid,
+                    usage.cpu_s,
+                    usage.cpu_cores_avg,
+                    usage.rss_start_mib,
+                    usage.rss_peak_mib,
+                    usage.rss_end_mib
+                );
+            }
+            _ => {
+                let _ = writeln!(
+                    md,
+                    "| {name} | – | – | unknown (pass --spawn-server or --server-pid) |"
+                );
+            }
+        }
+    }
+    if !charts.is_empty() {
+        md.push_str("\n## Charts\n\n");
+        for chart in charts {
+            let _ = writeln!(md, "![{chart}]({chart})\n");
+        }
+    }
+    md
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::history::fixtures::*;
+
+    fn report() -> Report {
+        Report {
+            tool: "load-tests 0.1.0".to_owned(),
+            command: "scenario smoke.toml".to_owned(),
+            run_tag: "lt1".to_owned(),
+            seed: 7,
+            started_at: at(0),
+            finished_at: at(10_000),
+            duration_s: 10.0,
+            target: TargetInfo {
+                url: "http://127.0.0.1:1".to_owned(),
+                spawned: true,
+                server_binary: None,
+                server_env: BTreeMap::new(),
+                database: "sqlite".to_owned(),
+            },
+            machine: MachineInfo {
+                cpus: 2,
+                note: "shared".to_owned(),
+            },
+            fleet: None,
+            positions: None,
+            requests: None,
+            dispatch: None,
+            latencies: BTreeMap::new(),
+            counts: BTreeMap::new(),
+            errors: BTreeMap::new(),
+            server: None,
+            load_generator: None,
+            invariants: Vec::new(),
+            targets: Vec::new(),
+            series: Series::default(),
+            passed: true,
+        }
+    }
+
+    #[test]
+    fn dispatch_figures_come_from_the_timelines() {
+        let mut slow = assigned_case("c2", "m2");
+        // Offered 30 ms after creation, at second 2 of the run.
+        for event in &mut slow.timeline {
+            event.at += chrono::Duration::seconds(2);
+        }
+        slow.timeline[3].at += chrono::Duration::milliseconds(26);
+        slow.case.created_at += chrono::Duration::seconds(2);
+        let mut never = assigned_case("c3", "m3");
+        never.timeline.truncate(2);
+        never.case.status = "dispatching".to_owned();
+        never.offers.clear();
+        let dispatch = dispatch_report(&[assigned_case("c1", "m1"), slow, never], at(0));
+        assert_eq!(
+            (dispatch.cases, dispatch.offered, dispatch.assigned),
+            (3, 2, 2)
+        );
+        assert_eq!(dispatch.latency.count, 2);
+        assert!(
+            (dispatch.latency.max_ms.unwrap() - 30.0).abs() < 0.1,
+            "{:?}",
+            dispatch.latency
+        );
+        assert!(
+            (dispatch.latency.p50_ms.unwrap() - 4.0).abs() < 0.1,
+            "{:?}",
+            dispatch.latency
+        );
+        assert_eq!(dispatch.statuses["dispatching"], 1);
+        assert_eq!(dispatch.offers_by_state["accepted"], 2);
+        let seconds: Vec<f64> = dispatch.latency_series.iter().map(|p| p.t_s).collect();
+        assert_eq!(seconds, vec![0.0, 2.0]);
+    }
+
+    #[test]
+    fn a_missed_target_is_marked_and_a_violation_fails_the_summary() {
+        let mut report = report();
+        report.dispatch = Some(dispatch_report(&[assigned_case("c1", "m1")], at(0)));
+        report.dispatch.as_mut().unwrap().latency.p99_ms = Some(12.5);
+        report.check_targets();
+        assert_eq!(report.targets.len(), 1);
+        assert!(!report.targets[0].met);
+        report.passed = false;
+        report.invariants.push(Verdict {
+            name: "no_double_booking",
+            description: "no vehicle held two offers at once",
+            checked: 3,
+            violation_count: 1,
+            violations: vec!["vehicle v1 was offered case c2 while holding c1".to_owned()],
+        });
+        let md = markdown(&report, &["latency-over-time.svg"]);
+        assert!(
+            md.starts_with("# Load run: scenario smoke.toml — FAILED"),
+            "{md}"
+        );
+        assert!(
+            md.contains(
+                "| dispatch latency p99 | ≤ 10 ms | 50 requests/s with 10,000 moving trucks | 12.50 ms \
+                 | unknown request rate with no simulated fleet, sqlite on 2 CPUs | **no** |"
+            ),
+            "{md}"
+        );
+        assert!(
+            md.contains("| no_double_booking | 3 | 1 | **VIOLATED** |"),
+            "{md}"
+        );
+        assert!(md.contains("- vehicle v1 was offered case c2"), "{md}");
+        assert!(
+            md.contains("![latency-over-time.svg](latency-over-time.svg)"),
+            "{md}"
+        );
+    }
+
+    #[test]
+    fn the_report_is_written_as_json_markdown_and_charts() {
+        let mut report = report();
+        report.dispatch = Some(dispatch_report(&[assigned_case("c1", "m1")], at(0)));
+        let dir = tempfile::tempdir().unwrap();
+        let files = report.write(dir.path()).unwrap();
+        assert!(
+            files.contains(&"latency-histogram.svg".to_owned()),
+            "{files:?}"
+        );
+        let json: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.path().join("report.json")).unwrap())
+                .unwrap();
+        assert_eq!(json["dispatch"]["offered"], 1);
+        assert!(
+            std::fs::read_to_string(dir.path().join("latency-over-time.svg"))
+                .unwrap()
+                .starts_with("<svg")
+        );
+    }
+}

@@ -1,0 +1,194 @@
+//! Scenario files: a fleet and a request stream run together, with the server settings
+//! they need, described in a small TOML file so that a run can be repeated exactly.
+//!
+//! ```toml
+//! name = "rush hour"
+//! seed = 42
+//! duration_s = 60        # requests are sent for this long
+//! drain_s = 60           # then the fleet keeps answering until the cases settle, at most this long
+//!
+//! [server]               # used when the run starts the server (--spawn-server or `binary`)
+//! env = { RESCUE_OFFER_TIMEOUT_S = "20" }
+//!
+//! [fleet]
+//! vehicles = 10000
+//! providers = 20
+//! interval_s = 5.0
+//! [fleet.behaviour]      # optional; these are the defaults
+//! accept = 0.75
+//! decline = 0.15
+//! answer_delay_s = [1.0, 4.0, 20.0]
+//! job_step_s = [2.0, 10.0]
+//! poll_interval_ms = 1000
+//!
+//! [requests]
+//! rate = 50.0
+//! count = 3000           # optional cap
+//! ```
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use serde::{Deserialize, Serialize};
+
+use crate::fleet::Behaviour;
+use crate::sim::City;
+
+/// A scenario.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scenario {
+    /// A name for the report.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Seed (the command line's --seed wins).
+    #[serde(default)]
+    pub seed: Option<u64>,
+    /// Seconds of requests.
+    pub duration_s: u64,
+    /// Most seconds to wait afterwards for the cases to settle.
+    #[serde(default = "default_drain_s")]
+    pub drain_s: u64,
+    /// The area.
+    #[serde(default)]
+    pub city: City,
+    /// How to run the server, when the run starts it.
+    #[serde(default)]
+    pub server: ServerSection,
+    /// The fleet.
+    pub fleet: FleetSection,
+    /// The request stream.
+    pub requests: RequestsSection,
+}
+
+fn default_drain_s() -> u64 {
+    30
+}
+
+/// `[server]`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSection {
+    /// The `dispatcher` binary to start (relative to the current directory); the command
+    /// line's --spawn-server wins.
+    #[serde(default)]
+    pub binary: Option<PathBuf>,
+    /// Its environment (the command line's --server-env adds to and overrides it).
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+}
+
+/// `[fleet]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FleetSection {
+    /// Trucks.
+    pub vehicles: usize,
+    /// Tow companies.
+    pub providers: usize,
+    /// Seconds between two reports of a truck.
+    #[serde(default = "default_interval_s")]
+    pub interval_s: f64,
+    /// How dispatchers answer.
+    #[serde(default)]
+    pub behaviour: Behaviour,
+}
+
+fn default_interval_s() -> f64 {
+    5.0
+}
+
+/// `[requests]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RequestsSection {
+    /// Mean requests per second.
+    pub rate: f64,
+    /// At most this many.
+    #[serde(default)]
+    pub count: Option<u64>,
+    /// Attempts after the first.
+    #[serde(default = "default_retries")]
+    pub max_retries: u32,
+}
+
+fn default_retries() -> u32 {
+    3
+}
+
+impl Scenario {
+    /// Parses and checks a scenario.
+    pub fn parse(text: &str) -> anyhow::Result<Scenario> {
+        let scenario: Scenario = toml::from_str(text)?;
+        scenario.fleet.behaviour.validate()?;
+        anyhow::ensure!(scenario.duration_s > 0, "duration_s must be positive");
+        anyhow::ensure!(
+            scenario.requests.rate > 0.0,
+            "requests.rate must be positive"
+        );
+        anyhow::ensure!(
+            scenario.fleet.providers > 0 && scenario.fleet.vehicles >= scenario.fleet.providers,
+            "the fleet needs at least one vehicle per provider"
+        );
+        anyhow::ensure!(
+            scenario.city.radius_km > 0.0,
+            "city.radius_km must be positive"
+        );
+        Ok(scenario)
+    }
+
+    /// Reads and checks a scenario file.
+    pub fn load(path: &Path) -> anyhow::Result<Scenario> {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        Scenario::parse(&text).with_context(|| format!("scenario {}", path.display()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_minimal_scenario_gets_the_defaults() {
+        let scenario = Scenario::parse(
+            r#"
+            duration_s = 5
+            [fleet]
+            vehicles = 100
+            providers = 4
+            [requests]
+            rate = 10
+            "#,
+        )
+        .unwrap();
+        assert_eq!(scenario.drain_s, 30);
+        assert_eq!(scenario.fleet.interval_s, 5.0);
+        assert_eq!(scenario.fleet.behaviour, Behaviour::default());
+        assert_eq!(scenario.city, City::default());
+        assert_eq!(scenario.requests.max_retries, 3);
+    }
+
+    #[test]
+    fn the_shipped_scenarios_are_valid() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios");
+        let mut checked = 0;
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|ext| ext == "toml") {
+                Scenario::load(&path).unwrap_or_else(|e| panic!("{}: {e:#}", path.display()));
+                checked += 1;
+            }
+        }
+        assert!(checked >= 2);
+    }
+
+    #[test]
+    fn unknown_keys_and_impossible_shares_are_refused() {
+        let base = "duration_s = 5\n[fleet]\nvehicles = 10\nproviders = 2\n[requests]\nrate = 1\n";
+        assert!(Scenario::parse(&format!("{base}typo = 1\n")).is_err());
+        let shares = "duration_s = 5\n[fleet]\nvehicles = 10\nproviders = 2\n[fleet.behaviour]\naccept = 0.9\ndecline = 0.2\n[requests]\nrate = 1\n";
+        assert!(Scenario::parse(shares).is_err());
+    }
+}

@@ -1,0 +1,31 @@
+//! The domain's storage ports ([`domain::ports::Store`]) for SQLite and PostgreSQL.
+//!
+//! Both backends run the same queries: the SQL is written once, in the dialect both
+//! understand (`$1` placeholders, `RETURNING`, `ON CONFLICT`, partial indexes), and
+//! instantiated for each backend by [`impl_store!`](crate::queries). Each backend has its own
+//! migrations folder (`migrations/sqlite`, `migrations/postgres`) because their types differ:
+//! PostgreSQL gets `uuid`, `timestamptz` and `jsonb`; SQLite gets blobs, RFC 3339 text and
+//! JSON text in `STRICT` tables.
+//!
+//! Every state change and its timeline event are written in one transaction. The timeline
+//! is append-only: triggers refuse `UPDATE` and `DELETE` on `case_events` in both
+//! databases.
+//!
+//! SQLite takes one writer at a time. The store therefore keeps a pool of one connection
+//! for writes, so writers queue in the application instead of failing with `SQLITE_BUSY`,
+//! and a separate pool for reads, which WAL lets run beside the writer.
+
+mod error;
+mod postgres;
+mod queries;
+mod queries_dispatch;
+mod queries_tracking;
+mod queries_webhooks;
+mod rows;
+mod sqlite;
+
+pub use crate::postgres::{PgOptions, PgStore};
+pub use crate::sqlite::{SqliteOptions, SqliteStore, Synchronous};
+
+#[cfg(feature = "testing")]
+pub mod testing;

@@ -1,0 +1,180 @@
+//! PostgreSQL: the source of truth when several server instances run together.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use domain::ports::StoreError;
+use sqlx::ConnectOptions;
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+
+use crate::error::map_sqlx;
+use crate::queries::impl_store;
+use crate::queries_dispatch::impl_dispatch_store;
+use crate::queries_tracking::impl_tracking_store;
+use crate::queries_webhooks::impl_webhook_store;
+
+/// Connection settings for [`PgStore`].
+#[derive(Debug, Clone)]
+pub struct PgOptions {
+    /// `postgres://user:password@host:port/database`.
+    pub url: String,
+    /// Pool size.
+    pub max_connections: u32,
+    /// How long a caller waits for a connection before the store reports itself
+    /// unavailable.
+    pub acquire_timeout: Duration,
+    /// Work inside this schema (created if missing) instead of `public`: tests use one
+    /// schema each to share one database.
+    pub schema: Option<String>,
+}
+
+impl PgOptions {
+    /// Defaults for `url`: 16 connections, three seconds of patience, schema `public`.
+    pub fn new(url: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            max_connections: 16,
+            acquire_timeout: Duration::from_secs(3),
+            schema: None,
+        }
+    }
+}
+
+/// The store on PostgreSQL.
+#[derive(Debug, Clone)]
+pub struct PgStore {
+    pool: PgPool,
+}
+
+impl PgStore {
+    /// Connects and runs the migrations.
+    pub async fn connect(options: &PgOptions) -> Result<Self, StoreError> {
+        let mut connect = PgConnectOptions::from_str(&options.url)
+            .map_err(map_sqlx)?
+            .log_statements(tracing::log::LevelFilter::Debug)
+            .application_name("rescue-dispatcher");
+        if let Some(schema) = &options.schema {
+            if !schema
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_')
+            {
+                return Err(StoreError::Internal(
+                    format!("invalid schema name `{schema}`").into(),
+                ));
+            }
+            let mut admin = connect.connect().await.map_err(map_sqlx)?;
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "CREATE SCHEMA IF NOT EXISTS {schema}"
+            )))
+            .execute(&mut admin)
+            .await
+            .map_err(map_sqlx)?;
+            connect = connect.options([("search_path", schema.as_str())]);
+        }
+        let pool = PgPoolOptions::new()
+            .max_connections(options.max_connections)
+            .acquire_timeout(options.acquire_timeout)
+            .connect_with(connect)
+            .await
+            .map_err(map_sqlx)?;
+        sqlx::migrate!("../migrations/postgres")
+            .run(&pool)
+            .await
+            .map_err(|error| StoreError::Internal(Box::new(error)))?;
+        Ok(Self { pool })
+    }
+
+    fn reader(&self) -> &PgPool {
+        &self.pool
+    }
+
+    async fn begin_write(&self) -> Result<sqlx::Transaction<'_, sqlx::Postgres>, StoreError> {
+        self.pool.begin().await.map_err(map_sqlx)
+    }
+
+    /// The pool, for tests that must show what the database itself refuses.
+    #[doc(hidden)]
+    pub fn raw_pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// Closes the pool.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+impl PgStore {
+    /// Claims due webhook deliveries under a lease.
+    const CLAIM_WEBHOOKS_SQL: &'static str = "UPDATE webhook_deliveries SET claimed_until = $3 \
+         WHERE id IN (SELECT id FROM webhook_deliveries WHERE status = 'pending' AND next_attempt_at <= $1 \
+         AND (claimed_until IS NULL OR claimed_until < $1) ORDER BY next_attempt_at LIMIT $2 FOR UPDATE SKIP LOCKED) \
+         RETURNING id, provider_id, event, case_id, url, body, status, attempts, next_attempt_at, deadline, created_at, delivered_at, dead_lettered_at, dead_letter_reason";
+
+    /// Pending offers due for expiry, locking their cases and skipping cases another
+    /// instance is working on, so concurrent sweeps share the work without waiting.
+    const DUE_OFFERS_SQL: &'static str = "SELECT o.id, o.case_id FROM offers o JOIN cases c ON c.id = o.case_id \
+         WHERE o.state = 'pending' AND o.expires_at <= $1 ORDER BY o.expires_at LIMIT $2 \
+         FOR UPDATE OF c SKIP LOCKED";
+
+    /// Latest positions: one statement for the whole batch through arrays.
+    async fn save_last_fixes_impl(
+        &self,
+        fixes: &[(domain::VehicleId, domain::Fix)],
+    ) -> Result<u64, StoreError> {
+        // One row per vehicle: an UPDATE … FROM with two rows for a target picks either.
+        let mut latest: std::collections::HashMap<uuid::Uuid, &domain::Fix> =
+            std::collections::HashMap::new();
+        for (vehicle_id, fix) in fixes {
+            let entry = latest.entry(vehicle_id.as_uuid()).or_insert(fix);
+            if fix.ts > entry.ts {
+                *entry = fix;
+            }
+        }
+        let mut ids = Vec::with_capacity(latest.len());
+        let (mut lats, mut lons, mut times) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut speeds, mut headings, mut accuracies, mut sources) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for (id, fix) in latest {
+            ids.push(id);
+            lats.push(fix.position.lat());
+            lons.push(fix.position.lon());
+            times.push(domain::time::to_storage_precision(fix.ts));
+            speeds.push(fix.speed_kmh);
+            headings.push(fix.heading);
+            accuracies.push(fix.accuracy_m);
+            sources.push(fix.source.as_str());
+        }
+        let moved = sqlx::query(
+            "UPDATE vehicles v SET last_lat = u.lat, last_lon = u.lon, last_fix_at = u.ts, last_speed_kmh = u.speed, \
+             last_heading_deg = u.heading, last_accuracy_m = u.accuracy, last_fix_source = u.source \
+             FROM UNNEST($1::uuid[], $2::float8[], $3::float8[], $4::timestamptz[], $5::float8[], $6::float8[], \
+             $7::float8[], $8::text[]) AS u(id, lat, lon, ts, speed, heading, accuracy, source) \
+             WHERE v.id = u.id AND (v.last_fix_at IS NULL OR v.last_fix_at < u.ts)",
+        )
+        .bind(ids)
+        .bind(lats)
+        .bind(lons)
+        .bind(times)
+        .bind(speeds)
+        .bind(headings)
+        .bind(accuracies)
+        .bind(sources)
+        .execute(&self.pool)
+        .await
+        .map_err(map_sqlx)?
+        .rows_affected();
+        Ok(moved)
+    }
+}
+
+impl_store!(PgStore, sqlx::Postgres);
+impl_dispatch_store!(PgStore, sqlx::Postgres);
+impl_tracking_store!(PgStore, sqlx::Postgres);
+impl_webhook_store!(PgStore, sqlx::Postgres);
+
+impl domain::ports::Store for PgStore {
+    fn backend(&self) -> &'static str {
+        "postgres"
+    }
+}

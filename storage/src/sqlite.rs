@@ -1,0 +1,185 @@
+//! SQLite: the embedded default. One file, WAL, a single writer connection and a pool of
+//! readers.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use domain::ports::StoreError;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+
+use crate::error::map_sqlx;
+use crate::queries::impl_store;
+use crate::queries_dispatch::impl_dispatch_store;
+use crate::queries_tracking::impl_tracking_store;
+use crate::queries_webhooks::impl_webhook_store;
+
+/// How hard SQLite works to make a commit durable (`PRAGMA synchronous`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Synchronous {
+    /// fsync the write-ahead log on every commit: a committed case survives a power cut.
+    #[default]
+    Full,
+    /// fsync only at checkpoints: commits survive a crash of the server, but a power cut
+    /// or OS crash can lose the last transactions (never corrupt the file). Faster.
+    Normal,
+}
+
+impl FromStr for Synchronous {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text.to_ascii_lowercase().as_str() {
+            "full" => Ok(Synchronous::Full),
+            "normal" => Ok(Synchronous::Normal),
+            other => Err(format!(
+                "unknown synchronous mode `{other}`, expected full or normal"
+            )),
+        }
+    }
+}
+
+/// Connection settings for [`SqliteStore`].
+#[derive(Debug, Clone)]
+pub struct SqliteOptions {
+    /// `sqlite://path/to/file.db` (created when missing) or a plain path.
+    pub url: String,
+    /// Durability of commits.
+    pub synchronous: Synchronous,
+    /// Reader connections beside the one writer.
+    pub readers: u32,
+    /// How long a caller waits for a connection (or SQLite for a lock) before the store
+    /// reports itself unavailable.
+    pub acquire_timeout: Duration,
+}
+
+impl SqliteOptions {
+    /// Defaults for `url`: full durability, four readers, five seconds of patience.
+    pub fn new(url: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            synchronous: Synchronous::Full,
+            readers: 4,
+            acquire_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// The store on SQLite.
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    writer: SqlitePool,
+    readers: SqlitePool,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database and runs the migrations.
+    pub async fn connect(options: &SqliteOptions) -> Result<Self, StoreError> {
+        let url = if options.url.starts_with("sqlite:") {
+            options.url.clone()
+        } else {
+            format!("sqlite://{}", options.url)
+        };
+        let connect = SqliteConnectOptions::from_str(&url)
+            .map_err(map_sqlx)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(match options.synchronous {
+                Synchronous::Full => SqliteSynchronous::Full,
+                Synchronous::Normal => SqliteSynchronous::Normal,
+            })
+            .foreign_keys(true)
+            .busy_timeout(options.acquire_timeout)
+            .pragma("temp_store", "memory");
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(options.acquire_timeout)
+            .connect_with(connect.clone())
+            .await
+            .map_err(map_sqlx)?;
+        sqlx::migrate!("../migrations/sqlite")
+            .run(&writer)
+            .await
+            .map_err(|error| StoreError::Internal(Box::new(error)))?;
+        let readers = SqlitePoolOptions::new()
+            .max_connections(options.readers.max(1))
+            .acquire_timeout(options.acquire_timeout)
+            .connect_with(connect.read_only(true))
+            .await
+            .map_err(map_sqlx)?;
+        Ok(Self { writer, readers })
+    }
+
+    fn reader(&self) -> &SqlitePool {
+        &self.readers
+    }
+
+    async fn begin_write(&self) -> Result<sqlx::Transaction<'_, sqlx::Sqlite>, StoreError> {
+        self.writer.begin().await.map_err(map_sqlx)
+    }
+
+    /// The writer pool, for tests that must show what the database itself refuses.
+    #[doc(hidden)]
+    pub fn raw_pool(&self) -> &SqlitePool {
+        &self.writer
+    }
+
+    /// Closes both pools.
+    pub async fn close(&self) {
+        self.readers.close().await;
+        self.writer.close().await;
+    }
+}
+
+impl SqliteStore {
+    /// Claims due webhook deliveries under a lease.
+    const CLAIM_WEBHOOKS_SQL: &'static str = "UPDATE webhook_deliveries SET claimed_until = $3 \
+         WHERE id IN (SELECT id FROM webhook_deliveries WHERE status = 'pending' AND next_attempt_at <= $1 \
+         AND (claimed_until IS NULL OR claimed_until < $1) ORDER BY next_attempt_at LIMIT $2) \
+         RETURNING id, provider_id, event, case_id, url, body, status, attempts, next_attempt_at, deadline, created_at, delivered_at, dead_lettered_at, dead_letter_reason";
+
+    /// Pending offers due for expiry. One writer at a time: no row locks needed.
+    const DUE_OFFERS_SQL: &'static str = "SELECT o.id, o.case_id FROM offers o \
+         WHERE o.state = 'pending' AND o.expires_at <= $1 ORDER BY o.expires_at LIMIT $2";
+
+    /// Latest positions: prepared updates in one transaction (one fsync for the batch).
+    async fn save_last_fixes_impl(
+        &self,
+        fixes: &[(domain::VehicleId, domain::Fix)],
+    ) -> Result<u64, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let mut moved = 0;
+        for (vehicle_id, fix) in fixes {
+            moved += sqlx::query(
+                "UPDATE vehicles SET last_lat = $2, last_lon = $3, last_fix_at = $4, last_speed_kmh = $5, \
+                 last_heading_deg = $6, last_accuracy_m = $7, last_fix_source = $8 \
+                 WHERE id = $1 AND (last_fix_at IS NULL OR last_fix_at < $4)",
+            )
+            .bind(vehicle_id.as_uuid())
+            .bind(fix.position.lat())
+            .bind(fix.position.lon())
+            .bind(domain::time::to_storage_precision(fix.ts))
+            .bind(fix.speed_kmh)
+            .bind(fix.heading)
+            .bind(fix.accuracy_m)
+            .bind(fix.source.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(map_sqlx)?
+            .rows_affected();
+        }
+        tx.commit().await.map_err(map_sqlx)?;
+        Ok(moved)
+    }
+}
+
+impl_store!(SqliteStore, sqlx::Sqlite);
+impl_dispatch_store!(SqliteStore, sqlx::Sqlite);
+impl_tracking_store!(SqliteStore, sqlx::Sqlite);
+impl_webhook_store!(SqliteStore, sqlx::Sqlite);
+
+impl domain::ports::Store for SqliteStore {
+    fn backend(&self) -> &'static str {
+        "sqlite"
+    }
+}
