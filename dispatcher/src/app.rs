@@ -27,6 +27,7 @@ pub struct Application {
     state: AppState,
     address: SocketAddr,
     devices: DeviceListeners,
+    webhook_worker: Arc<provider_adapters::webhook::WebhookWorker>,
 }
 
 /// The device protocol listeners that are switched on, bound at build time so their
@@ -154,7 +155,13 @@ impl Application {
                 .await
                 .context("reading the event log")?,
         );
+        let webhooks = Arc::new(crate::webhooks::WebhookSettings::from_settings(settings));
+        let keys = Arc::new(keys);
+        let webhook_worker =
+            crate::webhooks::build_worker(store.clone(), keys.clone(), clock.clone(), &webhooks)
+                .context("building the webhook client")?;
         let state = AppState {
+            webhooks,
             tracking,
             events,
             devices,
@@ -165,7 +172,7 @@ impl Application {
             clock,
             limits: Arc::new(Limits::new(&config)),
             config: Arc::new(config),
-            keys: Arc::new(keys),
+            keys,
             public_url,
             metrics: telemetry::prometheus(),
             provider_keys: Arc::new(crate::state::KeyCache::default()),
@@ -180,6 +187,7 @@ impl Application {
             state,
             address,
             devices,
+            webhook_worker,
         })
     }
 
@@ -239,8 +247,25 @@ impl Application {
                 .tracking
                 .follow(&self.state.events, &self.state.bus),
         );
+        background.push(
+            crate::webhooks::WebhookRouter::new(
+                self.state.clone(),
+                (*self.state.webhooks).clone(),
+                self.webhook_worker.waker(),
+            )
+            .spawn(),
+        );
         let router = api::router(self.state.clone());
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let worker = self.webhook_worker.clone();
+        let mut worker_stop = stop_rx.clone();
+        background.push(tokio::spawn(async move {
+            worker
+                .run(async move {
+                    let _ = worker_stop.wait_for(|stopped| *stopped).await;
+                })
+                .await;
+        }));
         tokio::spawn(async move {
             shutdown.await;
             let _ = stop_tx.send(true);

@@ -162,7 +162,25 @@ settings! {
     alert_tick_s: u64 = 15, env = "RESCUE_ALERT_TICK_S", shown = "15",
         help = "How often the delay rules are evaluated without a new fix (silence, departure)";
     stream_poll_ms: u64 = 200, env = "RESCUE_STREAM_POLL_MS", shown = "200",
-        help = "How often the event log is read for the agents' streams";
+        help = "How often the event log is read for the agents' streams (and for webhooks)";
+    webhook_allow_loopback: bool = false, env = "RESCUE_WEBHOOK_ALLOW_LOOPBACK", shown = "false",
+        help = "Let webhook URLs point at loopback (127.0.0.1, localhost). Local testing only: never in production";
+    webhook_timeout_ms: u64 = 10_000, env = "RESCUE_WEBHOOK_TIMEOUT_MS", shown = "10000",
+        help = "Milliseconds a provider has to answer one webhook attempt";
+    webhook_max_attempts: u32 = 12, env = "RESCUE_WEBHOOK_MAX_ATTEMPTS", shown = "12",
+        help = "Attempts per webhook, the first included, before it is dead-lettered";
+    webhook_retry_base_ms: u64 = 1_000, env = "RESCUE_WEBHOOK_RETRY_BASE_MS", shown = "1000",
+        help = "Ceiling of the first retry delay (doubling, with full jitter), in milliseconds";
+    webhook_retry_max_ms: u64 = 60_000, env = "RESCUE_WEBHOOK_RETRY_MAX_MS", shown = "60000",
+        help = "Longest single retry delay, in milliseconds";
+    webhook_concurrency: usize = 8, env = "RESCUE_WEBHOOK_CONCURRENCY", shown = "8",
+        help = "Webhook requests in flight at once per instance";
+    webhook_poll_ms: u64 = 1_000, env = "RESCUE_WEBHOOK_POLL_MS", shown = "1000",
+        help = "How often the webhook worker looks for due retries when nothing wakes it";
+    webhook_case_ttl_s: u64 = 3_600, env = "RESCUE_WEBHOOK_CASE_TTL_S", shown = "3600",
+        help = "Seconds a case.* (or offer.withdrawn/expired) webhook is retried before it is dead-lettered";
+    webhook_secret_grace_h: u64 = 24, env = "RESCUE_WEBHOOK_SECRET_GRACE_H", shown = "24",
+        help = "Hours the previous webhook secret still signs after a rotation";
     sweep_interval_s: u64 = 60, env = "RESCUE_SWEEP_INTERVAL_S", shown = "60",
         help = "Seconds between housekeeping sweeps (expired sessions and idempotency keys)";
 }

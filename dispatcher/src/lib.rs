@@ -20,6 +20,7 @@ pub mod state;
 pub mod stream;
 pub mod telemetry;
 pub mod tracking;
+pub mod webhooks;
 
 pub use app::Application;
 pub use config::Config;

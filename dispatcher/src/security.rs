@@ -141,6 +141,18 @@ impl Keys {
         self.mac("derived-key", purpose.as_bytes())
     }
 
+    /// A provider's webhook signing secret of one generation: `whsec_` +
+    /// base64url(HMAC-SHA256(secret, "webhook-secret" ‖ provider id ‖ generation)).
+    /// Derived, never stored; rotating the secret moves the generation on.
+    pub fn webhook_secret(&self, provider: domain::ProviderId, generation: u32) -> String {
+        let mut data = provider.as_uuid().into_bytes().to_vec();
+        data.extend_from_slice(&generation.to_be_bytes());
+        format!(
+            "whsec_{}",
+            URL_SAFE_NO_PAD.encode(self.mac("webhook-secret", &data))
+        )
+    }
+
     /// The customer token of a case: `ct_` + base64url(case id ‖ first 16 bytes of
     /// HMAC-SHA256(secret, "customer-token" ‖ case id)).
     pub fn customer_token(&self, case_id: CaseId) -> String {

@@ -44,6 +44,8 @@ pub struct AppState {
     pub tracking: Arc<crate::tracking::Tracking>,
     /// Where GPS devices report.
     pub devices: Arc<crate::devices::DeviceIntake>,
+    /// Outgoing webhook settings (SSRF policy, retry budget, secret rotation grace).
+    pub webhooks: Arc<crate::webhooks::WebhookSettings>,
     /// Recently seen provider API keys (by hash), so the position stream does not cost a
     /// database read per request.
     pub provider_keys: Arc<KeyCache>,

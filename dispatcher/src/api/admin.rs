@@ -1,7 +1,7 @@
 //! Administration: providers and console users.
 
 use axum::Json;
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use domain::area::ServiceArea;
 use domain::{NewUserInput, Provider, ProviderId, User, UserId};
@@ -37,8 +37,25 @@ pub struct CreatedProvider {
     pub id: ProviderId,
     /// The API key (`rk_…`). Only its hash is stored: keep it now.
     pub api_key: String,
+    /// The webhook signing secret (`whsec_…`), when a webhook URL was given. Keep it
+    /// now: it is shown again only by rotating it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub webhook_secret: Option<String>,
     /// The provider.
     pub provider: Provider,
+}
+
+/// A provider's new webhook signing secret.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct RotatedSecret {
+    /// The provider.
+    pub provider_id: ProviderId,
+    /// The new secret (`whsec_…`), shown this once.
+    pub webhook_secret: String,
+    /// Its generation (1 for the first secret).
+    pub generation: u32,
+    /// Until then, webhooks carry a signature with the previous secret too.
+    pub previous_valid_until: chrono::DateTime<chrono::Utc>,
 }
 
 /// Creates a contracted provider and its API key.
@@ -63,6 +80,14 @@ pub async fn create_provider(
     }
     if let Some(url) = &request.webhook_url {
         validate_webhook_url(url)?;
+        // Where it may point: no loopback, private, link-local or metadata address
+        // (checked again after DNS resolution at every delivery).
+        state
+            .webhooks
+            .client
+            .url_policy()
+            .validate(url)
+            .map_err(|refused| ApiError::invalid_field("webhook_url", refused.to_string()))?;
     }
     if let Some(area) = &request.service_area {
         ServiceArea::from_geojson(area).map_err(|error| {
@@ -86,14 +111,57 @@ pub async fn create_provider(
         .await?;
     state.registry.announce_provider(&provider);
     tracing::info!(provider_id = %provider.id, "provider created");
+    let webhook_secret = provider.webhook_url.as_ref().map(|_| {
+        state
+            .keys
+            .webhook_secret(provider.id, provider.webhook_secret_generation)
+    });
     Ok((
         StatusCode::CREATED,
         Json(CreatedProvider {
             id: provider.id,
             api_key,
+            webhook_secret,
             provider,
         }),
     ))
+}
+
+/// Rotates a provider's webhook secret. The new secret is shown once; for the grace
+/// period (`RESCUE_WEBHOOK_SECRET_GRACE_H`, 24 h by default) webhooks are signed with
+/// both the new and the previous secret, so the provider can switch without a gap.
+#[utoipa::path(post, path = "/v1/admin/providers/{provider_id}/webhook-secret", tag = "admin",
+    security(("bearer" = [])),
+    params(("provider_id" = ProviderId, Path, description = "the provider")),
+    responses(
+        (status = 200, description = "rotated; the new secret is shown once", body = RotatedSecret),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn rotate_webhook_secret(
+    State(state): State<AppState>,
+    AdminAuth(_admin): AdminAuth,
+    Path(raw_id): Path<String>,
+) -> Result<Json<RotatedSecret>, ApiError> {
+    let provider_id: ProviderId = raw_id
+        .parse()
+        .map_err(|_| ApiError::not_found("provider"))?;
+    let now = domain::time::to_storage_precision(state.clock.now());
+    let provider = state
+        .store
+        .rotate_webhook_secret(provider_id, now)
+        .await
+        .map_err(|error| match error {
+            domain::ports::StoreError::NotFound => ApiError::not_found("provider"),
+            other => other.into(),
+        })?;
+    tracing::info!(provider_id = %provider.id, generation = provider.webhook_secret_generation, "webhook secret rotated");
+    Ok(Json(RotatedSecret {
+        provider_id: provider.id,
+        webhook_secret: state
+            .keys
+            .webhook_secret(provider.id, provider.webhook_secret_generation),
+        generation: provider.webhook_secret_generation,
+        previous_valid_until: now + state.webhooks.rotation_grace,
+    }))
 }
 
 /// A webhook URL must be absolute HTTP(S) without credentials. (Where it may point is

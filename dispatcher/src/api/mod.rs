@@ -12,6 +12,7 @@ pub mod health;
 pub mod observe;
 pub mod provider;
 pub mod tracking;
+pub mod webhooks;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -80,6 +81,7 @@ pub fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(health::readyz))
         .routes(routes!(health::metrics))
         .routes(routes!(admin::create_provider))
+        .routes(routes!(admin::rotate_webhook_secret))
         .routes(routes!(admin::create_user))
         .routes(routes!(auth::login))
         .routes(routes!(auth::logout))
@@ -100,6 +102,8 @@ pub fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(dispatch::redispatch))
         .routes(routes!(dispatch::case_offers))
         .routes(routes!(dispatch::alerts))
+        .routes(routes!(webhooks::list_webhooks))
+        .routes(routes!(webhooks::provider_webhooks))
         .routes(routes!(crate::stream::sse::stream))
         .routes(routes!(tracking::trajectory))
         .routes(routes!(tracking::acknowledge))

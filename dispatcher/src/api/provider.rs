@@ -217,7 +217,7 @@ pub struct OfferView {
     pub state: domain::OfferState,
 }
 
-async fn offer_view(state: &AppState, offer: &Offer) -> Result<OfferView, ApiError> {
+pub(crate) async fn offer_view(state: &AppState, offer: &Offer) -> Result<OfferView, ApiError> {
     let case = state
         .store
         .get_case(offer.case_id)

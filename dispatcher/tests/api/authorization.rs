@@ -82,6 +82,21 @@ const RULES: &[Rule] = &[
     },
     Rule {
         method: "POST",
+        path: "/v1/admin/providers/{provider_id}/webhook-secret",
+        allowed: &[Admin, AdminUser],
+    },
+    Rule {
+        method: "GET",
+        path: "/v1/webhooks",
+        allowed: &[Agent],
+    },
+    Rule {
+        method: "GET",
+        path: "/v1/provider/webhooks",
+        allowed: PROVIDERS,
+    },
+    Rule {
+        method: "POST",
         path: "/v1/auth/login",
         allowed: EVERYONE,
     },
@@ -243,6 +258,7 @@ struct Principals {
     case_id: String,
     offer_id: String,
     alert_id: String,
+    provider_id: String,
 }
 
 impl Principals {
@@ -250,7 +266,7 @@ impl Principals {
         let (_, admin_user) = app.create_user("walk-admin", "admin").await;
         let (_, agent) = app.create_user("walk-agent", "agent").await;
         let (_, expert) = app.create_user("walk-expert", "expert").await;
-        let (_, provider) = app.create_provider("Walk Towing").await;
+        let (provider_id, provider) = app.create_provider("Walk Towing").await;
         let (_, other_provider) = app.create_provider("Other Towing").await;
         app.register_vehicle(&provider, "W1", &["jump_start", "tow"], 31.2304, 121.4637)
             .await;
@@ -290,6 +306,7 @@ impl Principals {
             case_id,
             offer_id,
             alert_id,
+            provider_id,
         }
     }
 
@@ -353,6 +370,7 @@ api_test!(
                 .replace("{case_id}", &principals.case_id)
                 .replace("{offer_id}", &principals.offer_id)
                 .replace("{alert_id}", &principals.alert_id)
+                .replace("{provider_id}", &principals.provider_id)
                 .replace("{customer_token}", &principals.customer)
                 .replace("{vehicle_id}", "W1");
             let path = match (rule.method, rule.path) {

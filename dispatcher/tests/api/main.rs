@@ -15,3 +15,4 @@ mod resilience;
 mod scale_out;
 mod sessions;
 mod tracking;
+mod webhooks;
