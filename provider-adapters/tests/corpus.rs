@@ -11,22 +11,22 @@
 //!
 //! | protocol | assertion | samples | position | no position: message carries no fix | refused, and why |
 //! |---|---|---|---|---|---|
-//! | JT/T 808 | verifyPosition | 23 | 15 | | 3 check code (142, 232, 328); 3 body length ≠ header (vendor 0x5501/0x5502); 2 vendor transparent data 0x0900 |
-//! | JT/T 808 | verifyPositions | 4 | 3 (0x0704) | | 1 vendor batch 0x0210 |
+//! | JT/T 808 | verifyPosition | 23 | 20 (incl. vendor 0x5501 ×1, 0x5502 ×2, 0x0900 type 0xF0 ×2) | | 3 check code (142, 232, 328) |
+//! | JT/T 808 | verifyPositions | 4 | 4 (3 × 0x0704, 1 × vendor 0x0210 with 8 items) | | |
 //! | JT/T 808 | verifyNull | 12 | 0 | 10 (register, authenticate, heartbeat) | 1 unsupported 0x1007; 1 vendor text, not a frame |
 //! | JT/T 808 | verifyNotNull | 3 | 2 | | 1 unsupported 0x2070 |
-//! | JT/T 808 | verifyAttribute(s) | 71 | 54 | | 2 check code (409, 415); 4 body length ≠ header; 10 unsupported ids; 1 vendor text |
-//! | GT06 | verifyPosition | 36 | 25 | 7 (0x21 text, 0x24/0xa2 cell and Wi-Fi, 0x36/0x38/0x70 vendor) | 1 CRC (496); 2 length ≠ frame; 1 vendor layout (QH302R) |
+//! | JT/T 808 | verifyAttribute(s) | 71 | 58 | 4 answered "unsupported": 0x0900 driver-card text, OBD text, sensor tags with zero coordinates; 0x0210 of 7 bytes (battery, time) | 2 check code (409, 415); 1 body length ≠ header (425: 0x0900 declaring 122 bytes, carrying 107); 5 unsupported ids (0x0107, 0x0701, 0x0702, 0x1300, 0x6006); 1 vendor text |
+//! | GT06 | verifyPosition | 36 | 33 (incl. GPS blocks in 0x24, 0x36, 0x38, 0xa2 ×2; 0x21 text; 0x70 module; QH302R 0x12) | | 1 CRC (496); 2 length ≠ frame (154: 3 bytes after the GPS block where serial and CRC need 4; 375: no serial or CRC at all) |
 //! | GT06 | verifyNull | 18 | 0 | 13 (login, LBS, requests) | 1 CRC (526); 2 length; 1 malformed; 1 empty 0x12 body |
-//! | GT06 | verifyNotNull | 41 | 8 | 21 (cell towers, Wi-Fi, info) | 1 CRC (203); 11 length (Wi-Fi frames declaring length 0) |
-//! | GT06 | verifyAttribute(s) | 92 | 21 | 57 | 9 CRC; 3 vendor layout (invalid time); 1 malformed; 1 truncated |
+//! | GT06 | verifyNotNull | 41 | 9 | 20 (cell towers, Wi-Fi incl. 0x24 ×1 and 0xa2 ×4 without a GPS block, info) | 1 CRC (203); 11 length (Wi-Fi frames declaring length 0) |
+//! | GT06 | verifyAttribute(s) | 92 | 24 | 54 | 9 CRC; 3 vendor layout (invalid time: 0x22 of NT20/XT40 with an IMEI and two times first, 0xa3 step counter); 1 malformed; 1 truncated |
 //! | OsmAnd | verifyPosition | 12 | 12 (9 query, 3 JSON) | | |
 //! | OsmAnd | verifyNull | 1 | 0 | | missing field id |
 //! | OsmAnd | verifyNotNull | 1 | 0 | | missing field lat (cell/Wi-Fi only: no position is invented) |
 //! | OsmAnd | verifyAttribute | 1 | 1 (the attribute, an app extra, is not carried) | | |
 //!
 //! Attributes `DevicePosition` carries are compared: JT/T 808 satellites match (2 of 2);
-//! GT06 alarms match in 3 of 8 (the others are vendor variants or alarm codes outside the
+//! GT06 alarms match in 3 of 9 (the others are vendor variants or alarm codes outside the
 //! Concox table); JT/T 808 alarms differ in all 9, because the corpus samples carry them
 //! (wholly, or for line 224 partly) in vendor extension items, not in the standard alarm
 //! word.
@@ -34,6 +34,13 @@
 //! Checksums: 5 JT/T 808 samples and 12 GT06 samples (16 by CRC alone; 4 of them are
 //! refused first for their length) fail their own check and are refused; under
 //! `ChecksumPolicy::Ignore` they decode (3 GT06 positions) and their positions are plausible.
+//!
+//! No position is ever made from cell towers or Wi-Fi access points: where Traccar's
+//! `verifyPosition` is met by a network-location placeholder, this server stays silent.
+//! The two GT06 `verifyPosition` samples refused for their length are hand-truncated
+//! test messages (Traccar's decoder checks no CRC); without a CRC to verify, their bytes
+//! are not accepted, and they are counted like CRC failures. `JT808_VENDOR_FIXES` and
+//! `GT06_VENDOR_FIXES` pin the fix each newly decoded vendor sample carries.
 
 use std::collections::BTreeMap;
 
