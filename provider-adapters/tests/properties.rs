@@ -182,11 +182,17 @@ proptest! {
 
     #[test]
     fn jt808_bodies_of_every_known_message_decode_without_panicking(
-        message_id in prop::sample::select(vec![0x0100u16, 0x0102, 0x0200, 0x0704, 0x0002, 0x0003, 0x0001]),
+        message_id in prop::sample::select(vec![0x0100u16, 0x0102, 0x0200, 0x0704, 0x0002, 0x0003, 0x0001, 0x0210, 0x0900, 0x5501, 0x5502]),
         v2019 in any::<bool>(),
         body in prop::collection::vec(any::<u8>(), 0..400),
     ) {
-        let version = if v2019 { jt808::ProtocolVersion::V2019 { version: 1 } } else { jt808::ProtocolVersion::V2013 };
+        let version = if matches!(message_id, 0x5501 | 0x5502) {
+            jt808::ProtocolVersion::VendorShortSerial { reply_requested: false }
+        } else if v2019 {
+            jt808::ProtocolVersion::V2019 { version: 1 }
+        } else {
+            jt808::ProtocolVersion::V2013
+        };
         let message = jt808::OutboundMessage { message_id, version, phone: jt808::TerminalPhone::from_bcd(&[1, 2, 3, 4, 5, 6]), serial: 1, body: body.into() };
         let parsed = jt808::parse_frame(&message.to_frame(), ChecksumPolicy::Verify).expect("own frames parse");
         let _ = jt808::decode_body(&parsed);

@@ -28,8 +28,15 @@
 //! Message types whose body opens with the standard 18-byte GPS block (0x10, 0x11, 0x12,
 //! 0x16, 0x1a, 0x1e, 0x22, 0x26, 0x27, 0x2d, 0x31, 0x32, 0x37, 0xa0, 0xa3, 0xa4), the X1 GPS
 //! message 0x34 (block after 4 bytes) and the extended 0x32/0x33 (block with a length
-//! byte) decode to [`Gt06Location`]. Cell-tower and Wi-Fi-only messages carry no fix and
-//! decode to [`Gt06Message::Other`]: the server never invents a position for them.
+//! byte) decode to [`Gt06Location`]. So do, where the bytes carry one: a GPS block
+//! behind the 8-byte IMEI some firmwares (QH302R) put first in 0x12; the text reply
+//! `Current position!Lat:…,Lon:…,DateTime:…` in 0x21; the GPS module 0x0033 of the
+//! modular message 0x70 (Unix time, UTC); and a complete GPS block (length nibble 12,
+//! valid date, in-range non-zero coordinates) opening 0x24, 0x36, 0x38 or 0xa2, types that
+//! are cell-tower or Wi-Fi lists on some firmwares and GPS + LBS + status on others.
+//! Cell-tower and Wi-Fi-only messages carry no fix and decode to [`Gt06Message::Other`]:
+//! the server never invents a position for them (Traccar turns them into a
+//! network-location placeholder; a rescue dispatcher must not).
 //! Times are the device's clock, UTC unless its login stated a time zone.
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
@@ -396,13 +403,21 @@ pub struct Gt06Location {
     pub alarm: Option<&'static str>,
     /// The device marks the fix as a re-upload of stored data (0x22 "real-time/re-upload").
     pub reupload: bool,
+    /// `device_time` is already UTC whatever the login said (the Unix timestamp of the
+    /// modular message 0x70), so no zone offset applies.
+    pub time_is_utc: bool,
 }
 
 impl Gt06Location {
     /// The fix as a [`DevicePosition`] of `imei`, with the device clock at
     /// `utc_offset_minutes` east of UTC.
     pub fn to_position(&self, imei: &str, utc_offset_minutes: i32) -> DevicePosition {
-        let time = (self.device_time - TimeDelta::minutes(i64::from(utc_offset_minutes))).and_utc();
+        let offset = if self.time_is_utc {
+            0
+        } else {
+            i64::from(utc_offset_minutes)
+        };
+        let time = (self.device_time - TimeDelta::minutes(offset)).and_utc();
         DevicePosition {
             device_id: imei.to_owned(),
             time,
@@ -519,6 +534,16 @@ pub fn decode_body(frame: &Gt06Frame) -> Result<Gt06Message, BodyError> {
             field(reader.skip(4), "data_and_alarm")?;
             decode_gps_block(&mut reader, GpsBlock::Standard).map(Gt06Message::Location)
         }
+        (false, protocol_number::GPS_LBS)
+            if decode_gps_block(&mut Reader::new(body), GpsBlock::Standard)
+                == Err(BodyError::InvalidTime)
+                && imei_prefixed(body) =>
+        {
+            // QH302R-style firmware: the 8-byte BCD IMEI precedes the GPS block.
+            let mut reader = Reader::new(body);
+            field(reader.skip(IMEI_LEN), "imei")?;
+            decode_gps_block(&mut reader, GpsBlock::Standard).map(Gt06Message::Location)
+        }
         (false, protocol) if has_leading_gps_block(protocol) => {
             let mut reader = Reader::new(body);
             let mut fix = decode_gps_block(&mut reader, GpsBlock::Standard)?;
@@ -537,8 +562,173 @@ pub fn decode_body(frame: &Gt06Frame) -> Result<Gt06Message, BodyError> {
                 Err(error) => Err(error),
             }
         }
+        (_, STRING_INFO) => {
+            Ok(decode_position_text(body).map_or(Gt06Message::Other, Gt06Message::Location))
+        }
+        (_, GPS_MODULAR) => decode_modular(body),
+        // Types that are cell-tower or Wi-Fi lists on some firmwares and GPS, LBS and status
+        // on others: a position only when a complete GPS block is there (see
+        // `probe_gps_block`), never from the cell towers or access points.
+        (_, 0x24 | 0x36 | 0x38 | 0xa2) => {
+            Ok(probe_gps_block(body).map_or(Gt06Message::Other, Gt06Message::Location))
+        }
         _ => Ok(Gt06Message::Other),
     }
+}
+
+/// Protocol number of text messages (command replies, position texts).
+const STRING_INFO: u8 = 0x21;
+/// Protocol number of the modular message: a list of type-length-value modules.
+const GPS_MODULAR: u8 = 0x70;
+/// Module of 0x70 holding the GPS fix.
+const MODULE_GPS: u16 = 0x0033;
+/// BCD bytes of an IMEI (15 digits behind a padding nibble).
+const IMEI_LEN: usize = 8;
+/// The high nibble of the byte after the date in a GPS block: the block's own length,
+/// always 12 (satellites to course/status).
+const GPS_INFO_LEN_NIBBLE: u8 = 0x0c;
+
+/// Whether `body` opens with an 8-byte BCD IMEI (first nibble the zero padding) followed
+/// by a GPS block.
+fn imei_prefixed(body: &[u8]) -> bool {
+    body.get(..IMEI_LEN).is_some_and(|imei| {
+        imei[0] >> 4 == 0 && imei.iter().all(|&byte| byte >> 4 < 10 && byte & 0x0f < 10)
+    }) && body.get(IMEI_LEN..).and_then(probe_gps_block).is_some()
+}
+
+/// A GPS block at the start of `body`, accepted only when it is unmistakably one: the
+/// length nibble says 12, date and time are valid, the coordinates are in range and not
+/// both zero. Cell-tower and Wi-Fi messages sharing these protocol numbers put an MCC
+/// or a tower count right after the date and fail the first test.
+fn probe_gps_block(body: &[u8]) -> Option<Gt06Location> {
+    if body.get(6).map(|length_satellites| length_satellites >> 4) != Some(GPS_INFO_LEN_NIBBLE) {
+        return None;
+    }
+    let fix = decode_gps_block(&mut Reader::new(body), GpsBlock::Standard).ok()?;
+    (fix.lat != 0.0 || fix.lon != 0.0).then_some(fix)
+}
+
+/// 0x21 text: 4 bytes server flag, 1 byte encoding (1: ASCII), then the text. Some
+/// firmwares answer a position request with `Current position!Lat:N54.739332,
+/// Lon:E25.273270,Course:126.53,Speed:0.0000,DateTime:2017-05-26  10:27:47`; any other
+/// text carries no fix.
+fn decode_position_text(body: &[u8]) -> Option<Gt06Location> {
+    let text = std::str::from_utf8(body.get(5..)?).ok()?;
+    let fields = text
+        .trim_end_matches('\0')
+        .strip_prefix("Current position!")?;
+    let mut lat = None;
+    let mut lon = None;
+    let mut course = None;
+    let mut speed = None;
+    let mut time = None;
+    for item in fields.split(',') {
+        let (key, value) = item.split_once(':')?;
+        match key.trim() {
+            "Lat" => lat = Some(signed_degrees(value, 'N', 'S')?),
+            "Lon" => lon = Some(signed_degrees(value, 'E', 'W')?),
+            "Course" => course = value.trim().parse::<f64>().ok(),
+            "Speed" => speed = value.trim().parse::<f64>().ok(),
+            "DateTime" => {
+                let compact = value.split_whitespace().collect::<Vec<_>>().join(" ");
+                time = NaiveDateTime::parse_from_str(&compact, "%Y-%m-%d %H:%M:%S").ok();
+            }
+            _ => {}
+        }
+    }
+    let (lat, lon, device_time) = (lat?, lon?, time?);
+    if !coordinates_in_range(lat, lon) {
+        return None;
+    }
+    Some(Gt06Location {
+        device_time,
+        satellites: None,
+        lat,
+        lon,
+        speed_kmh: speed.filter(|speed| speed.is_finite() && *speed >= 0.0),
+        heading_deg: course
+            .filter(|course| (0.0..360.0).contains(course))
+            .map_or(0, |course| course as u16),
+        valid: true,
+        alarm: None,
+        reupload: false,
+        time_is_utc: false,
+    })
+}
+
+/// `N54.739332` → 54.739332; `S…`/`W…` negative.
+fn signed_degrees(value: &str, positive: char, negative: char) -> Option<f64> {
+    let value = value.trim();
+    let sign = match value.chars().next()? {
+        first if first == positive => 1.0,
+        first if first == negative => -1.0,
+        _ => return None,
+    };
+    let degrees: f64 = value.get(1..)?.parse().ok()?;
+    degrees.is_finite().then_some(sign * degrees)
+}
+
+/// 0x70: modules of type (2), length (2), data. Module 0x0033 is the fix: Unix time (4),
+/// satellites (1), altitude (2), latitude and longitude (4 each, 1/30000 minute), speed
+/// (1), course/status (2). A zero time means the module is empty (no fix yet).
+fn decode_modular(body: &[u8]) -> Result<Gt06Message, BodyError> {
+    let mut reader = Reader::new(body);
+    while let (Some(module), Some(len)) = (reader.u16(), reader.u16()) {
+        let Some(data) = reader.take(usize::from(len)) else {
+            break;
+        };
+        if module != MODULE_GPS {
+            continue;
+        }
+        let mut gps = Reader::new(data);
+        let seconds = field(gps.u32(), "gps_time")?;
+        if seconds == 0 {
+            return Ok(Gt06Message::NoFix);
+        }
+        let device_time = DateTime::from_timestamp(i64::from(seconds), 0)
+            .ok_or(BodyError::InvalidTime)?
+            .naive_utc();
+        let satellites = field(gps.u8(), "satellites")?;
+        let _altitude = field(gps.i16(), "altitude")?;
+        let lat_units = field(gps.u32(), "latitude")?;
+        let lon_units = field(gps.u32(), "longitude")?;
+        let speed_kmh = field(gps.u8(), "speed")?;
+        let course_status = field(gps.u16(), "course_status")?;
+        let (lat, lon) = signed_coordinates(lat_units, lon_units, course_status)?;
+        return Ok(Gt06Message::Location(Gt06Location {
+            device_time,
+            satellites: Some(satellites),
+            lat,
+            lon,
+            speed_kmh: Some(f64::from(speed_kmh)),
+            heading_deg: course_status & COURSE_MASK,
+            valid: course_status & FLAG_POSITIONED != 0,
+            alarm: None,
+            reupload: false,
+            time_is_utc: true,
+        }));
+    }
+    Ok(Gt06Message::Other)
+}
+
+/// Latitude and longitude from GPS-block units and the course/status hemisphere bits.
+fn signed_coordinates(
+    lat_units: u32,
+    lon_units: u32,
+    course_status: u16,
+) -> Result<(f64, f64), BodyError> {
+    let mut lat = f64::from(lat_units) / UNITS_PER_DEGREE;
+    let mut lon = f64::from(lon_units) / UNITS_PER_DEGREE;
+    if course_status & FLAG_NORTH == 0 {
+        lat = -lat;
+    }
+    if course_status & FLAG_WEST != 0 {
+        lon = -lon;
+    }
+    if !coordinates_in_range(lat, lon) {
+        return Err(BodyError::CoordinatesOutOfRange);
+    }
+    Ok((lat, lon))
 }
 
 fn decode_login(body: &[u8]) -> Result<Login, BodyError> {
@@ -603,17 +793,7 @@ fn decode_gps_block(reader: &mut Reader<'_>, form: GpsBlock) -> Result<Gt06Locat
                 date.and_hms_opt(u32::from(hour), u32::from(minute), u32::from(second))
             })
             .ok_or(BodyError::InvalidTime)?;
-    let mut lat = f64::from(lat_units) / UNITS_PER_DEGREE;
-    let mut lon = f64::from(lon_units) / UNITS_PER_DEGREE;
-    if course_status & FLAG_NORTH == 0 {
-        lat = -lat;
-    }
-    if course_status & FLAG_WEST != 0 {
-        lon = -lon;
-    }
-    if !coordinates_in_range(lat, lon) {
-        return Err(BodyError::CoordinatesOutOfRange);
-    }
+    let (lat, lon) = signed_coordinates(lat_units, lon_units, course_status)?;
     Ok(Gt06Location {
         device_time,
         satellites: Some(satellites),
@@ -624,6 +804,7 @@ fn decode_gps_block(reader: &mut Reader<'_>, form: GpsBlock) -> Result<Gt06Locat
         valid: course_status & FLAG_POSITIONED != 0,
         alarm: None,
         reupload: false,
+        time_is_utc: false,
     })
 }
 
@@ -837,6 +1018,7 @@ mod tests {
             valid: true,
             alarm: None,
             reupload: false,
+            time_is_utc: false,
         };
         assert_eq!(
             fix.to_position(&login.imei, 480).time.to_rfc3339(),
@@ -963,6 +1145,100 @@ mod tests {
         assert_eq!(
             (parsed.extended, parsed.protocol, parsed.serial),
             (true, 0x32, 0x1234)
+        );
+    }
+
+    fn decoded(protocol: u8, body: &[u8]) -> Gt06Message {
+        let frame = parse_frame(&frame(protocol, body, 1), ChecksumPolicy::Verify).expect("frame");
+        decode_body(&frame).expect("body")
+    }
+
+    #[test]
+    fn a_gps_block_inside_a_cell_or_wifi_type_is_a_fix_and_a_tower_list_is_not() {
+        let mut body = gps_block(3.5, 76.5, FLAG_POSITIONED | FLAG_NORTH | FLAG_WEST);
+        body.extend_from_slice(&[0x02, 0xdc, 0x65, 0, 0, 0, 0, 0]);
+        for protocol in [0x24, 0x36, 0x38, 0xa2] {
+            let Gt06Message::Location(fix) = decoded(protocol, &body) else {
+                panic!("{protocol:#04x}: no fix")
+            };
+            assert!((fix.lat - 3.5).abs() < 1e-5 && (fix.lon + 76.5).abs() < 1e-5);
+        }
+        // Date, then an MCC (0x02dc): cell towers only.
+        let towers = [
+            24, 11, 15, 15, 29, 38, 0x02, 0xdc, 0x65, 0, 0, 0x69, 0x81, 0, 0, 0, 0, 0, 0x09, 0x56,
+        ];
+        assert_eq!(decoded(0xa2, &towers), Gt06Message::Other);
+        // A block of zeros is no fix either.
+        let mut zeros = vec![24, 11, 15, 15, 29, 38, 0xc0];
+        zeros.extend_from_slice(&[0; 11]);
+        assert_eq!(decoded(0x24, &zeros), Gt06Message::Other);
+    }
+
+    #[test]
+    fn a_gps_message_with_a_leading_imei_decodes_after_it() {
+        let mut body = vec![0x08, 0x66, 0x70, 0x30, 0x66, 0x50, 0x22, 0x97];
+        body.extend_from_slice(&gps_block(13.4889, 144.82, FLAG_POSITIONED | FLAG_NORTH));
+        body.extend_from_slice(&[0; 8]);
+        let Gt06Message::Location(fix) = decoded(0x12, &body) else {
+            panic!("no fix")
+        };
+        assert!((fix.lat - 13.4889).abs() < 1e-5 && (fix.lon - 144.82).abs() < 1e-5);
+        // Without a GPS block behind the digits it stays an invalid time.
+        let frame =
+            parse_frame(&frame(0x12, &body[..20], 1), ChecksumPolicy::Verify).expect("frame");
+        assert_eq!(decode_body(&frame), Err(BodyError::InvalidTime));
+    }
+
+    #[test]
+    fn a_position_text_decodes_and_other_texts_carry_no_fix() {
+        let mut body = vec![0, 0, 0, 0, 1];
+        body.extend_from_slice(
+            b"Current position!Lat:S54.739332,Lon:W25.273270,Course:126.53,Speed:3.5,DateTime:2017-05-26  10:27:47",
+        );
+        let Gt06Message::Location(fix) = decoded(0x21, &body) else {
+            panic!("no fix")
+        };
+        assert!((fix.lat + 54.739332).abs() < 1e-9 && (fix.lon + 25.27327).abs() < 1e-9);
+        assert_eq!(
+            fix.to_position("x", 0).time.to_rfc3339(),
+            "2017-05-26T10:27:47+00:00"
+        );
+        assert_eq!((fix.heading_deg, fix.speed_kmh), (126, Some(3.5)));
+
+        let mut reply = vec![0, 0, 0, 0, 1];
+        reply.extend_from_slice(b"Battery:5.56V,NORMAL; GPS:OFF;");
+        assert_eq!(decoded(0x21, &reply), Gt06Message::Other);
+        let mut bad = vec![0, 0, 0, 0, 1];
+        bad.extend_from_slice(b"Current position!Lat:N95.0,Lon:E25.0,DateTime:2017-05-26 10:27:47");
+        assert_eq!(decoded(0x21, &bad), Gt06Message::Other);
+    }
+
+    #[test]
+    fn the_gps_module_of_a_modular_message_is_a_utc_fix() {
+        let mut body = vec![0x00, 0x00, 0x00, 0x01, 0x02];
+        body.extend_from_slice(&[0x00, 0x33, 0x00, 0x12]);
+        body.extend_from_slice(&0x5d62_bf3au32.to_be_bytes());
+        body.extend_from_slice(&[0x08, 0x00, 0xe8]);
+        body.extend_from_slice(&0x04b5_9943u32.to_be_bytes());
+        body.extend_from_slice(&0x0881_4a87u32.to_be_bytes());
+        body.push(0);
+        body.extend_from_slice(&0x1d5du16.to_be_bytes());
+        let Gt06Message::Location(fix) = decoded(0x70, &body) else {
+            panic!("no fix")
+        };
+        assert!(fix.valid && fix.lat > 43.89 && fix.lon < -79.27);
+        // The Unix time is UTC whatever zone the login stated.
+        assert_eq!(
+            fix.to_position("x", 120).time.to_rfc3339(),
+            "2019-08-25T17:02:50+00:00"
+        );
+
+        let mut empty = vec![0x00, 0x33, 0x00, 0x12];
+        empty.extend_from_slice(&[0; 18]);
+        assert_eq!(decoded(0x70, &empty), Gt06Message::NoFix);
+        assert_eq!(
+            decoded(0x70, &[0x00, 0x2c, 0x00, 0x01, 0x05]),
+            Gt06Message::Other
         );
     }
 }

@@ -327,4 +327,28 @@ mod tests {
             Step::Reply(vec![])
         );
     }
+
+    #[test]
+    fn a_wifi_type_carrying_a_gps_block_is_submitted_and_one_listing_towers_is_not() {
+        let mut session = logged_in();
+        let mut with_fix = location()[4..22].to_vec();
+        with_fix.extend_from_slice(&[0x01, 0xcc, 0x00, 0x25, 0xef, 0x05, 0x40, 0xe8]);
+        let Step::Submit { positions, .. } = session.on_frame(&frame(0xa2, &with_fix, 6)) else {
+            panic!("no submit")
+        };
+        assert!((positions[0].lat - 31.23).abs() < 1e-5);
+        let step = session.submitted(Ok(SubmitOutcome {
+            accepted: 1,
+            rejected: 0,
+        }));
+        assert!(matches!(step, Step::Reply(replies) if replies.len() == 1));
+        // Date, then MCC 460 and towers: no fix, no position, no answer.
+        let towers = [
+            24, 11, 22, 3, 4, 5, 0x01, 0xcc, 0x00, 0x25, 0xef, 0x05, 0x40, 0xe8, 0x30,
+        ];
+        assert_eq!(
+            session.on_frame(&frame(0xa2, &towers, 7)),
+            Step::Reply(vec![])
+        );
+    }
 }

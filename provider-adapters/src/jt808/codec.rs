@@ -30,6 +30,21 @@
 //! always refused ([`FrameError::BodyLengthMismatch`]): there is no safe way to guess
 //! which of the two is wrong.
 //!
+//! One apparent mismatch is a vendor convention, not corruption: the location messages
+//! 0x5501/0x5502 (JT600-style body) use a header whose serial number is one byte, and
+//! properties bits 10–15 as vendor flags (bit 15: "acknowledge with 0x4401"). Read with
+//! that header ([`ProtocolVersion::VendorShortSerial`]) their bodies are exactly as long
+//! as declared; read with the standard one they are one byte short, and the check stays
+//! as strict as for every other frame.
+//!
+//! # Vendor messages carrying a fix
+//!
+//! Besides 0x0200 and 0x0704: 0x5501 (real time) and 0x5502 (blind area), 0x0210 (items
+//! behind a one-byte length) and 0x0900 pass-through of type 0xF0 with sub-types 1–3,
+//! which end in the 0x0200 status word and coordinates. Any other pass-through payload
+//! (driver card text, OBD strings, sensor tags), and the 7-byte 0x0210 (battery and time),
+//! carries no fix and stays [`Jt808Message::Unsupported`].
+//!
 //! # Times
 //!
 //! Location times are BCD `YYMMDDhhmmss` in GMT+8 as the standard prescribes, converted
@@ -76,6 +91,16 @@ pub mod message_id {
     pub const LOCATION: u16 = 0x0200;
     /// Batch (or blind-area) location upload.
     pub const LOCATION_BATCH: u16 = 0x0704;
+    /// Vendor batch upload: items with a one-byte length, no count or type.
+    pub const VENDOR_LOCATION_BATCH: u16 = 0x0210;
+    /// Vendor real-time location (JT600-style body, one-byte serial in the header).
+    pub const VENDOR_LOCATION: u16 = 0x5501;
+    /// Vendor blind-area location (same layout as 0x5501).
+    pub const VENDOR_LOCATION_BLIND: u16 = 0x5502;
+    /// Data uplink pass-through; some vendors wrap location reports in it.
+    pub const TRANSPARENT: u16 = 0x0900;
+    /// Vendor acknowledgement of 0x5501/0x5502 (message id and result).
+    pub const VENDOR_RESPONSE: u16 = 0x4401;
     /// Platform general response.
     pub const PLATFORM_RESPONSE: u16 = 0x8001;
     /// Register response.
@@ -341,6 +366,13 @@ pub enum ProtocolVersion {
         /// The protocol version byte (1 for the first 2019 revision).
         version: u8,
     },
+    /// The vendor location messages 0x5501/0x5502 (JT600-style body): a 2013 header whose
+    /// serial number is one byte. Properties bits 10–15 are vendor flags there, not
+    /// encryption or sub-packaging; bit 15 asks for a 0x4401 acknowledgement.
+    VendorShortSerial {
+        /// Properties bit 15: the terminal wants a 0x4401 acknowledgement.
+        reply_requested: bool,
+    },
 }
 
 /// The terminal phone number from the header, as sent (6 bytes, or 10 for 2019).
@@ -420,6 +452,7 @@ impl Header {
         let base = match self.version {
             ProtocolVersion::V2013 => 12,
             ProtocolVersion::V2019 { .. } => 17,
+            ProtocolVersion::VendorShortSerial { .. } => 11,
         };
         base + if self.subpackage.is_some() { 4 } else { 0 }
     }
@@ -509,6 +542,8 @@ const PROPERTY_BODY_LEN_MASK: u16 = 0x03ff;
 const PROPERTY_ENCRYPTION_SHIFT: u16 = 10;
 const PROPERTY_SUBPACKAGE: u16 = 1 << 13;
 const PROPERTY_VERSION_FLAG: u16 = 1 << 14;
+/// 0x5501/0x5502 only: the terminal asks for a 0x4401 acknowledgement.
+const PROPERTY_VENDOR_REPLY: u16 = 1 << 15;
 
 /// Parses one unescaped frame (as produced by [`Jt808Codec`]: no delimiters).
 ///
@@ -531,7 +566,15 @@ pub fn parse_frame(frame: &[u8], policy: ChecksumPolicy) -> Result<Jt808Frame, F
     let (Some(message_id), Some(properties)) = (reader.u16(), reader.u16()) else {
         return Err(too_short);
     };
-    let version = if properties & PROPERTY_VERSION_FLAG != 0 {
+    let vendor_short_serial = matches!(
+        message_id,
+        message_id::VENDOR_LOCATION | message_id::VENDOR_LOCATION_BLIND
+    );
+    let version = if vendor_short_serial {
+        ProtocolVersion::VendorShortSerial {
+            reply_requested: properties & PROPERTY_VENDOR_REPLY != 0,
+        }
+    } else if properties & PROPERTY_VERSION_FLAG != 0 {
         match reader.u8() {
             Some(version) => ProtocolVersion::V2019 { version },
             None => return Err(too_short),
@@ -540,13 +583,21 @@ pub fn parse_frame(frame: &[u8], policy: ChecksumPolicy) -> Result<Jt808Frame, F
         ProtocolVersion::V2013
     };
     let phone_len = match version {
-        ProtocolVersion::V2013 => 6,
+        ProtocolVersion::V2013 | ProtocolVersion::VendorShortSerial { .. } => 6,
         ProtocolVersion::V2019 { .. } => 10,
     };
-    let (Some(phone), Some(serial)) = (reader.take(phone_len), reader.u16()) else {
+    let Some(phone) = reader.take(phone_len) else {
         return Err(too_short);
     };
-    let subpackage = if properties & PROPERTY_SUBPACKAGE != 0 {
+    let serial = if vendor_short_serial {
+        reader.u8().map(u16::from)
+    } else {
+        reader.u16()
+    };
+    let Some(serial) = serial else {
+        return Err(too_short);
+    };
+    let subpackage = if properties & PROPERTY_SUBPACKAGE != 0 && !vendor_short_serial {
         match (reader.u16(), reader.u16()) {
             (Some(total), Some(index)) => Some(Subpackage { total, index }),
             _ => return Err(too_short),
@@ -557,7 +608,11 @@ pub fn parse_frame(frame: &[u8], policy: ChecksumPolicy) -> Result<Jt808Frame, F
     let header = Header {
         message_id,
         body_len: usize::from(properties & PROPERTY_BODY_LEN_MASK),
-        encryption: ((properties >> PROPERTY_ENCRYPTION_SHIFT) & 0x07) as u8,
+        encryption: if vendor_short_serial {
+            0
+        } else {
+            ((properties >> PROPERTY_ENCRYPTION_SHIFT) & 0x07) as u8
+        },
         version,
         phone: TerminalPhone::from_bcd(phone),
         serial,
@@ -857,8 +912,12 @@ pub struct LocationReport {
     pub heading_deg: u16,
     /// Fix time, UTC (converted from the GMT+8 BCD time).
     pub time: DateTime<Utc>,
-    /// From additional information item 0x31, when present.
+    /// From additional information item 0x31 (or the vendor layout's satellite byte).
     pub satellites: Option<u8>,
+    /// Whether altitude, speed and direction were reported. False for vendor reports
+    /// that carry only status and coordinates (0x0900 type 0xF0): the position then has
+    /// no speed rather than a made-up zero.
+    pub has_motion: bool,
 }
 
 /// Status flag: the fix is valid (positioned).
@@ -914,7 +973,7 @@ impl LocationReport {
     ///
     /// ```
     /// # use provider_adapters::jt808::codec::LocationReport;
-    /// # let mut report = LocationReport { alarm_flags: 0, status_flags: 0, lat: 0.0, lon: 0.0, altitude_m: 0, speed_kmh: 0.0, heading_deg: 0, time: chrono::DateTime::UNIX_EPOCH, satellites: None };
+    /// # let mut report = LocationReport { alarm_flags: 0, status_flags: 0, lat: 0.0, lon: 0.0, altitude_m: 0, speed_kmh: 0.0, heading_deg: 0, time: chrono::DateTime::UNIX_EPOCH, satellites: None, has_motion: true };
     /// report.alarm_flags = 0b1_0000_0001;
     /// assert_eq!(report.alarm().as_deref(), Some("sos,powerCut"));
     /// ```
@@ -935,9 +994,9 @@ impl LocationReport {
             time: self.time,
             lat: self.lat,
             lon: self.lon,
-            speed_kmh: Some(self.speed_kmh),
-            heading_deg: Some(f64::from(self.heading_deg)),
-            altitude_m: Some(f64::from(self.altitude_m)),
+            speed_kmh: self.has_motion.then_some(self.speed_kmh),
+            heading_deg: self.has_motion.then(|| f64::from(self.heading_deg)),
+            altitude_m: self.has_motion.then(|| f64::from(self.altitude_m)),
             accuracy_m: None,
             valid: self.fix_valid(),
             satellites: self.satellites,
@@ -1039,6 +1098,8 @@ pub fn decode_body(frame: &Jt808Frame) -> Result<Jt808Message, BodyError> {
             | message_id::HEARTBEAT
             | message_id::LOGOUT
             | message_id::TERMINAL_RESPONSE
+            | message_id::VENDOR_LOCATION_BATCH
+            | message_id::TRANSPARENT
     );
     if known && header.encryption != 0 {
         return Err(BodyError::Encrypted(header.encryption));
@@ -1050,6 +1111,28 @@ pub fn decode_body(frame: &Jt808Frame) -> Result<Jt808Message, BodyError> {
         }
         message_id::LOCATION => Jt808Message::Location(decode_location(body)?),
         message_id::LOCATION_BATCH => Jt808Message::LocationBatch(decode_batch(body)?),
+        // A 7-byte 0x0210 is battery level and time only: no fix, nothing to decode.
+        message_id::VENDOR_LOCATION_BATCH if body.len() > VENDOR_BATCH_STATUS_LEN => {
+            Jt808Message::LocationBatch(decode_vendor_batch(body))
+        }
+        message_id::VENDOR_LOCATION => Jt808Message::Location(decode_vendor_location(body)?),
+        // Blind-area fixes are stored ones: delivered as a (one-item) batch, never live.
+        message_id::VENDOR_LOCATION_BLIND => Jt808Message::LocationBatch(LocationBatch {
+            blind_area: true,
+            items: vec![decode_vendor_location(body)?],
+            invalid_items: 0,
+        }),
+        message_id::TRANSPARENT => match decode_transparent(body)? {
+            Some((report, false)) => Jt808Message::Location(report),
+            Some((report, true)) => Jt808Message::LocationBatch(LocationBatch {
+                blind_area: true,
+                items: vec![report],
+                invalid_items: 0,
+            }),
+            None => Jt808Message::Unsupported {
+                message_id: header.message_id,
+            },
+        },
         message_id::HEARTBEAT => Jt808Message::Heartbeat,
         message_id::LOGOUT => Jt808Message::Logout,
         message_id::TERMINAL_RESPONSE => Jt808Message::TerminalResponse,
@@ -1065,7 +1148,8 @@ fn register_layout(body_len: usize, version: ProtocolVersion) -> (usize, usize, 
     match version {
         ProtocolVersion::V2019 { .. } => (11, 30, 30),
         ProtocolVersion::V2013 if body_len >= FIXED_2013 => (5, 20, 7),
-        ProtocolVersion::V2013 => (5, 8, 7),
+        // Only 0x5501/0x5502 use the vendor header, never a register.
+        ProtocolVersion::V2013 | ProtocolVersion::VendorShortSerial { .. } => (5, 8, 7),
     }
 }
 
@@ -1160,6 +1244,7 @@ fn decode_location(body: &[u8]) -> Result<LocationReport, BodyError> {
         heading_deg,
         time,
         satellites,
+        has_motion: true,
     })
 }
 
@@ -1190,6 +1275,205 @@ fn decode_batch(body: &[u8]) -> Result<LocationBatch, BodyError> {
     })
 }
 
+/// Body length of the 0x0210 variant that carries only battery level and time.
+const VENDOR_BATCH_STATUS_LEN: usize = 7;
+
+/// 0x0210: location items (0x0200 bodies), each behind a one-byte length, no count.
+fn decode_vendor_batch(body: &[u8]) -> LocationBatch {
+    let mut reader = Reader::new(body);
+    let mut items = Vec::new();
+    let mut invalid_items = 0;
+    while let Some(item_len) = reader.u8() {
+        let Some(item) = reader.take(usize::from(item_len)) else {
+            invalid_items += 1;
+            break;
+        };
+        match decode_location(item) {
+            Ok(report) => items.push(report),
+            Err(_) => invalid_items += 1,
+        }
+    }
+    LocationBatch {
+        blind_area: false,
+        items,
+        invalid_items,
+    }
+}
+
+/// `count` BCD digits from `reader` (a trailing odd digit is the high nibble of the next
+/// byte, which is consumed; its low nibble is returned as the second value).
+fn bcd_digits(reader: &mut Reader<'_>, count: usize) -> Option<(u64, u8)> {
+    let mut value = 0u64;
+    let mut digits = 0;
+    let mut low = 0;
+    while digits < count {
+        let byte = reader.u8()?;
+        for nibble in [byte >> 4, byte & 0x0f] {
+            if digits == count {
+                low = nibble;
+                break;
+            }
+            if nibble > 9 {
+                return None;
+            }
+            value = value * 10 + u64::from(nibble);
+            digits += 1;
+        }
+    }
+    Some((value, low))
+}
+
+/// Degrees from BCD `D…DMMmmmm` (degrees, minutes with four decimals).
+fn degrees_minutes(value: u64) -> f64 {
+    let degrees = (value / 1_000_000) as f64;
+    let minutes = (value % 1_000_000) as f64 / 10_000.0;
+    degrees + minutes / 60.0
+}
+
+/// Flags nibble after the longitude of the 0x5501/0x5502 layout.
+const VENDOR_FLAG_VALID: u8 = 0x1;
+const VENDOR_FLAG_NORTH: u8 = 0x2;
+const VENDOR_FLAG_EAST: u8 = 0x4;
+/// Knots to km/h.
+const KMH_PER_KNOT: f64 = 1.852;
+
+/// 0x5501/0x5502 body (the JT600 binary location): BCD time `DDMMYYhhmmss` in UTC, BCD
+/// latitude `DDMMmmmm`, BCD longitude `DDDMMmmmm` sharing its last byte with a flags
+/// nibble (bit 0 fix valid, bit 1 north, bit 2 east), BCD speed (knots), course / 2,
+/// signal, satellites, odometer, battery, cell, product, status, alarm, then id-length
+/// items (0x02: altitude). Only the fix is kept.
+fn decode_vendor_location(body: &[u8]) -> Result<LocationReport, BodyError> {
+    let mut reader = Reader::new(body);
+    let [day, month, year, hour, minute, second] =
+        field(reader.array::<6>(), "time")?.map(bcd_byte);
+    let time = (|| {
+        let date = NaiveDate::from_ymd_opt(2000 + i32::try_from(year?).ok()?, month?, day?)?;
+        Some(date.and_hms_opt(hour?, minute?, second?)?.and_utc())
+    })()
+    .ok_or(BodyError::InvalidTime)?;
+    let truncated = |field| BodyError::Truncated { field };
+    let (lat_bcd, _) = bcd_digits(&mut reader, 8).ok_or(truncated("latitude"))?;
+    let (lon_bcd, flags) = bcd_digits(&mut reader, 9).ok_or(truncated("longitude"))?;
+    let (speed_knots, _) = bcd_digits(&mut reader, 2).ok_or(truncated("speed"))?;
+    let course_half = field(reader.u8(), "course")?;
+    let _signal = field(reader.u8(), "signal")?;
+    let satellites = field(reader.u8(), "satellites")?;
+    // Odometer (4), battery (1), cell id (4), area code (2), product (1), status (2),
+    // alarm (2): vendor data this server does not carry.
+    field(reader.skip(16), "status")?;
+    let mut altitude_m = 0;
+    while let (Some(item_id), Some(item_len)) = (reader.u8(), reader.u8()) {
+        let Some(value) = reader.take(usize::from(item_len)) else {
+            break;
+        };
+        if item_id == 0x02
+            && let [high, low] = value
+        {
+            altitude_m = i16::from_be_bytes([*high, *low]);
+        }
+    }
+
+    let mut lat = degrees_minutes(lat_bcd);
+    let mut lon = degrees_minutes(lon_bcd);
+    let mut status_flags = 0;
+    if flags & VENDOR_FLAG_VALID != 0 {
+        status_flags |= STATUS_FIX_VALID;
+    }
+    if flags & VENDOR_FLAG_NORTH == 0 {
+        lat = -lat;
+        status_flags |= STATUS_SOUTH;
+    }
+    if flags & VENDOR_FLAG_EAST == 0 {
+        lon = -lon;
+        status_flags |= STATUS_WEST;
+    }
+    if !coordinates_in_range(lat, lon) {
+        return Err(BodyError::CoordinatesOutOfRange);
+    }
+    Ok(LocationReport {
+        alarm_flags: 0,
+        status_flags,
+        lat,
+        lon,
+        altitude_m,
+        speed_kmh: speed_knots as f64 * KMH_PER_KNOT,
+        heading_deg: u16::from(course_half) * 2,
+        time,
+        satellites: Some(satellites),
+        has_motion: true,
+    })
+}
+
+/// Pass-through type of the vendor data report that ends in status and coordinates.
+const TRANSPARENT_VENDOR_REPORT: u8 = 0xf0;
+
+/// 0x0900 pass-through. Only type 0xF0 with sub-type 1 (data items), 2 (fault codes) or
+/// 3 (events) carries a fix: BCD time (GMT+8), archive flag, vehicle type, sub-type, its
+/// items, then the 0x0200 status word, latitude and longitude. Returns the fix and
+/// whether it is archived (a stored, not a live, report); `None` for every other
+/// pass-through payload (text, OBD strings, sensor data): they carry no fix.
+fn decode_transparent(body: &[u8]) -> Result<Option<(LocationReport, bool)>, BodyError> {
+    let mut reader = Reader::new(body);
+    if reader.u8() != Some(TRANSPARENT_VENDOR_REPORT) {
+        return Ok(None);
+    }
+    let time = bcd_time_gmt8(field(reader.array(), "time")?).ok_or(BodyError::InvalidTime)?;
+    let archived = field(reader.u8(), "archive_flag")? != 0;
+    let _vehicle_type = field(reader.u8(), "vehicle_type")?;
+    match field(reader.u8(), "subtype")? {
+        0x01 => {
+            for _ in 0..field(reader.u8(), "item_count")? {
+                field(reader.skip(2), "item_id")?;
+                let len = field(reader.u8(), "item_len")?;
+                field(reader.skip(usize::from(len)), "item")?;
+            }
+        }
+        0x02 => {
+            for _ in 0..field(reader.u16(), "system_count")? {
+                field(reader.skip(4), "system_id")?;
+                for _ in 0..field(reader.u16(), "code_count")? {
+                    field(reader.skip(8), "code")?;
+                    let len = field(reader.u16(), "code_len")?;
+                    field(reader.skip(usize::from(len)), "code_text")?;
+                }
+            }
+        }
+        0x03 => {
+            for _ in 0..field(reader.u8(), "event_count")? {
+                field(reader.skip(1), "event_id")?;
+                let len = field(reader.u8(), "event_len")?;
+                field(reader.skip(usize::from(len)), "event")?;
+            }
+        }
+        _ => return Ok(None),
+    }
+    let status_flags = field(reader.u32(), "status_flags")?;
+    let mut lat = f64::from(field(reader.u32(), "latitude")?) / 1e6;
+    let mut lon = f64::from(field(reader.u32(), "longitude")?) / 1e6;
+    if status_flags & STATUS_SOUTH != 0 {
+        lat = -lat;
+    }
+    if status_flags & STATUS_WEST != 0 {
+        lon = -lon;
+    }
+    if !coordinates_in_range(lat, lon) {
+        return Err(BodyError::CoordinatesOutOfRange);
+    }
+    let report = LocationReport {
+        alarm_flags: 0,
+        status_flags,
+        lat,
+        lon,
+        altitude_m: 0,
+        speed_kmh: 0.0,
+        heading_deg: 0,
+        time,
+        satellites: None,
+        has_motion: false,
+    };
+    Ok(Some((report, archived)))
+}
+
 // ---------------------------------------------------------------------------------------
 // Outbound
 // ---------------------------------------------------------------------------------------
@@ -1216,7 +1500,7 @@ impl OutboundMessage {
         let body_len = self.body.len().min(MAX_BODY_LEN) as u16;
         frame.put_u16(self.message_id);
         match self.version {
-            ProtocolVersion::V2013 => {
+            ProtocolVersion::V2013 | ProtocolVersion::VendorShortSerial { .. } => {
                 frame.put_u16(body_len);
             }
             ProtocolVersion::V2019 { version } => {
@@ -1226,14 +1510,18 @@ impl OutboundMessage {
         }
         // The phone field is 6 bytes (2013) or 10 (2019), right-aligned BCD.
         let width = match self.version {
-            ProtocolVersion::V2013 => 6,
+            ProtocolVersion::V2013 | ProtocolVersion::VendorShortSerial { .. } => 6,
             ProtocolVersion::V2019 { .. } => 10,
         };
         let phone = self.phone.as_bytes();
         let phone = &phone[phone.len().saturating_sub(width)..];
         frame.put_bytes(0, width - phone.len());
         frame.put_slice(phone);
-        frame.put_u16(self.serial);
+        match self.version {
+            // The vendor header's serial is one byte: the low byte of ours.
+            ProtocolVersion::VendorShortSerial { .. } => frame.put_u8(self.serial as u8),
+            _ => frame.put_u16(self.serial),
+        }
         frame.put_slice(&self.body[..usize::from(body_len)]);
         let check = xor_checksum(&frame);
         frame.put_u8(check);
@@ -1282,13 +1570,22 @@ pub enum RegisterResult {
 /// let reply = general_response(&heartbeat.header, GeneralResult::Success, 1);
 /// assert_eq!(hex::encode(reply.to_frame()), "80010005043048325465000100b70002004f");
 /// ```
+///
+/// To the vendor messages 0x5501/0x5502 (one-byte serial header) the answer is their own
+/// acknowledgement 0x4401 instead: message id and result, in the same short header.
 pub fn general_response(reply_to: &Header, result: GeneralResult, serial: u16) -> OutboundMessage {
     let mut body = BytesMut::with_capacity(5);
-    body.put_u16(reply_to.serial);
+    let message_id = match reply_to.version {
+        ProtocolVersion::VendorShortSerial { .. } => message_id::VENDOR_RESPONSE,
+        _ => {
+            body.put_u16(reply_to.serial);
+            message_id::PLATFORM_RESPONSE
+        }
+    };
     body.put_u16(reply_to.message_id);
     body.put_u8(result as u8);
     OutboundMessage {
-        message_id: message_id::PLATFORM_RESPONSE,
+        message_id,
         version: reply_to.version,
         phone: reply_to.phone,
         serial,
@@ -1796,6 +2093,185 @@ mod tests {
                 total: 1000,
                 limit: 16
             })
+        );
+    }
+
+    /// A 0x5501/0x5502 frame: 2013 header with a one-byte serial.
+    fn vendor_frame(message_id: u16, properties_flags: u16, serial: u8, body: &[u8]) -> Vec<u8> {
+        let mut frame = message_id.to_be_bytes().to_vec();
+        frame.extend_from_slice(&(properties_flags | body.len() as u16).to_be_bytes());
+        frame.extend_from_slice(&PHONE);
+        frame.push(serial);
+        frame.extend_from_slice(body);
+        frame.push(xor_checksum(&frame));
+        frame
+    }
+
+    /// 2021-05-08 06:30:51 UTC, 22°34.8621' N 113°55.0170' E, valid, 10 knots, 90°.
+    fn vendor_location_body(flags: u8) -> Vec<u8> {
+        let mut body = vec![0x08, 0x05, 0x21, 0x06, 0x30, 0x51];
+        body.extend_from_slice(&[0x22, 0x34, 0x86, 0x21]);
+        body.extend_from_slice(&[0x11, 0x35, 0x50, 0x17, flags]);
+        body.extend_from_slice(&[0x10, 45, 30, 8]);
+        body.extend_from_slice(&[0; 16]);
+        body.extend_from_slice(&[0x02, 0x02, 0x00, 0x14]);
+        body
+    }
+
+    #[test]
+    fn a_vendor_5501_with_its_one_byte_serial_decodes_to_a_utc_fix() {
+        let raw = vendor_frame(0x5501, 0x8c00, 0xc0, &vendor_location_body(0x07));
+        let frame = parse_frame(&raw, ChecksumPolicy::Verify).expect("vendor frame");
+        assert_eq!(frame.header.serial, 0xc0);
+        assert_eq!(frame.header.encryption, 0);
+        assert_eq!(
+            frame.header.version,
+            ProtocolVersion::VendorShortSerial {
+                reply_requested: true
+            }
+        );
+        let Ok(Jt808Message::Location(report)) = decode_body(&frame) else {
+            panic!("not a location")
+        };
+        let position = report.to_position("x");
+        assert_eq!(position.time.to_rfc3339(), "2021-05-08T06:30:51+00:00");
+        assert!((position.lat - (22.0 + 34.8621 / 60.0)).abs() < 1e-9);
+        assert!((position.lon - (113.0 + 55.0170 / 60.0)).abs() < 1e-9);
+        assert!(position.valid);
+        assert_eq!(position.satellites, Some(8));
+        assert_eq!(position.heading_deg, Some(90.0));
+        assert_eq!(position.altitude_m, Some(20.0));
+        assert!((position.speed_kmh.unwrap_or_default() - 18.52).abs() < 1e-9);
+
+        // South, west, no fix: flags nibble 0.
+        let raw = vendor_frame(0x5502, 0, 1, &vendor_location_body(0x00));
+        let frame = parse_frame(&raw, ChecksumPolicy::Verify).expect("vendor frame");
+        let Ok(Jt808Message::LocationBatch(batch)) = decode_body(&frame) else {
+            panic!("not a batch")
+        };
+        assert!(batch.blind_area);
+        assert!(batch.items[0].lat < 0.0 && batch.items[0].lon < 0.0);
+        assert!(!batch.items[0].fix_valid());
+    }
+
+    #[test]
+    fn a_vendor_5501_is_answered_with_0x4401_in_its_short_header() {
+        let raw = vendor_frame(0x5501, 0x8000, 0xc0, &vendor_location_body(0x07));
+        let header = parse_frame(&raw, ChecksumPolicy::Verify)
+            .expect("vendor frame")
+            .header;
+        let reply = general_response(&header, GeneralResult::Success, 0x0102);
+        assert_eq!(reply.message_id, message_id::VENDOR_RESPONSE);
+        assert_eq!(&reply.body[..], &[0x55, 0x01, 0x00]);
+        // id, properties, phone, one-byte serial (low byte of ours), body, check code.
+        let wire = reply.to_frame();
+        assert_eq!(wire.len(), 2 + 2 + 6 + 1 + 3 + 1);
+        assert_eq!(wire[10], 0x02);
+    }
+
+    #[test]
+    fn a_5501_with_a_two_byte_serial_is_still_refused_for_its_length() {
+        let mut raw = build_frame(0x5501, &PHONE, 1, &vendor_location_body(0x07));
+        let last = raw.len() - 1;
+        raw[last] = xor_checksum(&raw[..last]);
+        assert!(matches!(
+            parse_frame(&raw, ChecksumPolicy::Verify),
+            Err(FrameError::BodyLengthMismatch { .. })
+        ));
+    }
+
+    fn transparent_body(archived: u8, status: u32) -> Vec<u8> {
+        // Type 0xF0, 2023-02-23 15:02:15 GMT+8, archive flag, vehicle type, sub-type 3
+        // with one event of length 0, then status, latitude, longitude.
+        let mut body = vec![
+            0xf0, 0x23, 0x02, 0x23, 0x15, 0x02, 0x15, archived, 0x02, 0x03,
+        ];
+        body.extend_from_slice(&[0x01, 0x38, 0x00]);
+        body.extend_from_slice(&status.to_be_bytes());
+        body.extend_from_slice(&43_894_156u32.to_be_bytes());
+        body.extend_from_slice(&79_272_800u32.to_be_bytes());
+        body
+    }
+
+    #[test]
+    fn a_transparent_vendor_report_carries_a_fix_and_other_payloads_none() {
+        let status = STATUS_FIX_VALID | STATUS_WEST;
+        let frame = parse_frame(
+            &build_frame(0x0900, &PHONE, 1, &transparent_body(0, status)),
+            ChecksumPolicy::Verify,
+        )
+        .expect("frame");
+        let Ok(Jt808Message::Location(report)) = decode_body(&frame) else {
+            panic!("not a location")
+        };
+        let position = report.to_position("x");
+        assert_eq!(position.time.to_rfc3339(), "2023-02-23T07:02:15+00:00");
+        assert!((position.lat - 43.894156).abs() < 1e-9);
+        assert!((position.lon + 79.2728).abs() < 1e-9);
+        assert_eq!(position.speed_kmh, None);
+        assert!(position.valid);
+
+        let frame = parse_frame(
+            &build_frame(0x0900, &PHONE, 1, &transparent_body(1, status)),
+            ChecksumPolicy::Verify,
+        )
+        .expect("frame");
+        assert!(matches!(
+            decode_body(&frame),
+            Ok(Jt808Message::LocationBatch(LocationBatch {
+                blind_area: true,
+                ..
+            }))
+        ));
+
+        for body in [
+            &b"\x41OBD-RT,12.3"[..],
+            &[0xf0, 0x23, 0x02, 0x23, 0x15, 0x02, 0x15, 0, 2, 0x04],
+        ] {
+            let frame = parse_frame(
+                &build_frame(0x0900, &PHONE, 1, body),
+                ChecksumPolicy::Verify,
+            )
+            .expect("frame");
+            assert_eq!(
+                decode_body(&frame),
+                Ok(Jt808Message::Unsupported { message_id: 0x0900 })
+            );
+        }
+    }
+
+    #[test]
+    fn a_vendor_0210_batch_has_one_byte_item_lengths_and_a_7_byte_one_no_fix() {
+        let item = location_body(
+            31_000_000,
+            121_000_000,
+            STATUS_FIX_VALID,
+            [0x26, 0x01, 0x01, 0, 0, 0],
+        );
+        let mut body = Vec::new();
+        for _ in 0..2 {
+            body.push(item.len() as u8);
+            body.extend_from_slice(&item);
+        }
+        let frame = parse_frame(
+            &build_frame(0x0210, &PHONE, 1, &body),
+            ChecksumPolicy::Verify,
+        )
+        .expect("frame");
+        let Ok(Jt808Message::LocationBatch(batch)) = decode_body(&frame) else {
+            panic!("not a batch")
+        };
+        assert_eq!((batch.items.len(), batch.invalid_items), (2, 0));
+
+        let status_only = [0x4f, 0x26, 0x06, 0x18, 0x02, 0x29, 0x57];
+        let frame = parse_frame(
+            &build_frame(0x0210, &PHONE, 1, &status_only),
+            ChecksumPolicy::Verify,
+        )
+        .expect("frame");
+        assert_eq!(
+            decode_body(&frame),
+            Ok(Jt808Message::Unsupported { message_id: 0x0210 })
         );
     }
 }

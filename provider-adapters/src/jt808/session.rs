@@ -6,12 +6,15 @@
 //!   the gateway maps to a vehicle, result 4 "terminal not in database" otherwise) or
 //!   authenticate (0x0102 → 0x8001 success, or failure for a wrong code or an unknown
 //!   terminal) before its positions count.
-//! - Locations (0x0200) and batches (0x0704) from an unauthenticated connection, or
+//! - Locations (0x0200, vendor 0x5501, 0x0900 pass-through of type 0xF0) and batches
+//!   (0x0704, vendor 0x0210, blind-area 0x5502, archived 0x0900 reports) from an unauthenticated connection, or
 //!   carrying another terminal's phone number, get 0x8001 failure and are not submitted.
 //!   Accepted ones are answered after the gateway stored them: success, or failure when the
 //!   gateway is unavailable so the terminal keeps them for a later blind-area upload.
 //! - Heartbeat → 0x8001 success; logout → success and the connection is no longer
-//!   authenticated; unknown ids → 0x8001 result 3; malformed frames → 0x8001 result 2.
+//!   authenticated; unknown ids (and pass-through data without a fix) → 0x8001 result 3;
+//!   malformed frames → 0x8001 result 2. The vendor messages 0x5501/0x5502 are answered
+//!   with their own 0x4401 (same results), and only when their header asks for it.
 //! - The auth code is derived, not stored: the first 16 hex digits of
 //!   SHA-256(secret ‖ 0x00 ‖ phone number), so any server instance sharing the secret
 //!   accepts a terminal registered on another.
@@ -22,9 +25,9 @@ use std::time::Instant;
 use sha2::{Digest, Sha256};
 
 use super::codec::{
-    FrameError, GeneralResult, Header, Jt808Frame, Jt808Message, OutboundMessage, RegisterResult,
-    SubpackageAssembler, SubpackageLimits, SubpackageOutcome, TerminalPhone, decode_body,
-    general_response, parse_frame, register_response,
+    FrameError, GeneralResult, Header, Jt808Frame, Jt808Message, OutboundMessage, ProtocolVersion,
+    RegisterResult, SubpackageAssembler, SubpackageLimits, SubpackageOutcome, TerminalPhone,
+    decode_body, general_response, parse_frame, register_response,
 };
 use crate::ChecksumPolicy;
 use crate::gateway::{DeviceRef, GatewayError, SubmitOutcome};
@@ -157,17 +160,26 @@ impl Jt808Session {
         general_response(header, result, serial)
     }
 
+    /// The answer to the message with `header`: 0x8001, or for the vendor messages
+    /// 0x5501/0x5502 their 0x4401, and only when the terminal asked for it.
+    fn answer(&mut self, header: &Header, result: GeneralResult) -> Vec<OutboundMessage> {
+        if let ProtocolVersion::VendorShortSerial {
+            reply_requested: false,
+        } = header.version
+        {
+            return Vec::new();
+        }
+        vec![self.general(header, result)]
+    }
+
     fn refuse(
         &mut self,
         reason: &'static str,
         header: &Header,
         result: GeneralResult,
     ) -> Step<OutboundMessage> {
-        let reply = self.general(header, result);
-        Step::Refuse {
-            reason,
-            replies: vec![reply],
-        }
+        let replies = self.answer(header, result);
+        Step::Refuse { reason, replies }
     }
 
     /// Handles one unescaped frame (delimiters removed) received at `now`.
@@ -371,7 +383,7 @@ impl Jt808Session {
             return Step::Reply(Vec::new());
         };
         match answer {
-            Ok(_) => Step::Reply(vec![self.general(&header, GeneralResult::Success)]),
+            Ok(_) => Step::Reply(self.answer(&header, GeneralResult::Success)),
             // Failure makes the terminal keep the fixes and upload them again later.
             Err(GatewayError::Unavailable) => {
                 self.refuse("gateway_unavailable", &header, GeneralResult::Failure)
@@ -388,7 +400,7 @@ mod tests {
     use bytes::{BufMut, Bytes, BytesMut};
 
     use super::*;
-    use crate::jt808::codec::{ProtocolVersion, STATUS_FIX_VALID, xor_checksum};
+    use crate::jt808::codec::{STATUS_FIX_VALID, xor_checksum};
     use crate::position::Protocol;
 
     const PHONE: [u8; 6] = [0x01, 0x39, 0x12, 0x34, 0x56, 0x78];
@@ -715,5 +727,46 @@ mod tests {
             panic!("{step:?}")
         };
         assert_eq!(positions.len(), 1);
+    }
+
+    fn vendor_location(reply_requested: bool) -> Vec<u8> {
+        let mut body = vec![0x08, 0x05, 0x21, 0x06, 0x30, 0x51];
+        body.extend_from_slice(&[0x22, 0x34, 0x86, 0x21, 0x11, 0x35, 0x50, 0x17, 0x07]);
+        body.extend_from_slice(&[0; 20]);
+        let flags: u16 = if reply_requested { 0x8000 } else { 0 };
+        let mut raw = 0x5501u16.to_be_bytes().to_vec();
+        raw.extend_from_slice(&(flags | body.len() as u16).to_be_bytes());
+        raw.extend_from_slice(&PHONE);
+        raw.push(7);
+        raw.extend_from_slice(&body);
+        raw.push(xor_checksum(&raw));
+        raw
+    }
+
+    #[test]
+    fn a_vendor_5501_is_submitted_live_and_answered_with_0x4401_only_when_asked() {
+        for reply_requested in [true, false] {
+            let mut session = registered_session();
+            let step = session.on_frame(&vendor_location(reply_requested), Instant::now());
+            let Step::Submit {
+                positions, live, ..
+            } = step
+            else {
+                panic!("{step:?}")
+            };
+            assert!(live);
+            assert_eq!(positions.len(), 1);
+            let answer = replies(session.submitted(Ok(SubmitOutcome {
+                accepted: 1,
+                rejected: 0,
+            })));
+            if reply_requested {
+                assert_eq!(answer.len(), 1);
+                assert_eq!(answer[0].message_id, 0x4401);
+                assert_eq!(&answer[0].body[..], &[0x55, 0x01, 0x00]);
+            } else {
+                assert!(answer.is_empty());
+            }
+        }
     }
 }
