@@ -303,12 +303,19 @@ async fn offers_that_expire_while_the_server_is_down_are_processed_once(
         let first_run = spawn_app_with(db.clone(), settings, clock.clone()).await;
         let (_, agent) = first_run.create_user("ann", "agent").await;
         let (_, provider) = first_run.create_provider("Towing").await;
-        for (name, km) in [("V1", 1.0), ("V2", 2.0), ("V3", 3.0)] {
+        // One jump-start case and one tow case, each with a near truck that gets the first
+        // offer and a farther one for the cascade, so which truck is next is certain.
+        for (name, service, km) in [
+            ("V1", "jump_start", 1.0),
+            ("V2", "tow", 1.5),
+            ("V3", "jump_start", 2.0),
+            ("V4", "tow", 2.5),
+        ] {
             first_run
                 .register_vehicle_at(
                     &provider,
                     name,
-                    &["jump_start"],
+                    &[service],
                     31.2304 + km / 111.195,
                     121.4737,
                     clock.now(),
@@ -316,41 +323,78 @@ async fn offers_that_expire_while_the_server_is_down_are_processed_once(
                 .await;
         }
         let mut cases = Vec::new();
-        for _ in 0..2 {
-            let case_id = first_run.create_case(&case_body()).await["case"]["id"]
+        for service in ["jump_start", "tow"] {
+            let mut body = case_body();
+            body["service"] = json!(service);
+            let case_id = first_run.create_case(&body).await["case"]["id"]
                 .as_str()
                 .unwrap()
                 .to_owned();
             first_run.wait_for_offer(&provider, &case_id).await;
             cases.push(case_id);
         }
-        first_run.stop().await;
+        // The vehicles holding the pending offers, before the crash.
+        let mut first_vehicles = Vec::new();
+        for case_id in &cases {
+            let offers = first_run
+                .get(&format!("/v1/cases/{case_id}/offers"), Some(&agent))
+                .await;
+            let offers = offers.body["offers"].as_array().unwrap().clone();
+            assert_eq!(offers.len(), 1, "{offers:?}");
+            assert_eq!(offers[0]["state"], "pending");
+            first_vehicles.push(offers[0]["vehicle_id"].as_str().unwrap().to_owned());
+        }
+        // A crash loses the last second of positions; wait until the trucks' positions
+        // are in the database, as they would be for trucks that have been reporting.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !first_run
+            .db
+            .store
+            .list_vehicles()
+            .await
+            .unwrap()
+            .iter()
+            .all(|vehicle| vehicle.last_fix.is_some())
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "positions never flushed"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        // A crash, not a shutdown: nothing gets to run on the way out.
+        first_run.kill();
 
         // While the server is down, both offers run out.
         clock.advance(chrono::Duration::seconds(120));
         let second_run = spawn_app_with(db, settings, clock.clone()).await;
-        for case_id in &cases {
+        for (case_id, first_vehicle) in cases.iter().zip(&first_vehicles) {
             // Each expired once and cascaded to another vehicle.
             let deadline = std::time::Instant::now() + Duration::from_secs(10);
-            loop {
+            let offers = loop {
                 let offers = second_run
                     .get(&format!("/v1/cases/{case_id}/offers"), Some(&agent))
                     .await;
-                let states: Vec<String> = offers.body["offers"]
-                    .as_array()
-                    .unwrap()
+                let offers = offers.body["offers"].as_array().unwrap().clone();
+                let states: Vec<&str> = offers
                     .iter()
-                    .map(|o| o["state"].as_str().unwrap().to_owned())
+                    .map(|o| o["state"].as_str().unwrap())
                     .collect();
                 if states == ["expired", "pending"] {
-                    break;
+                    break offers;
                 }
                 assert!(
                     std::time::Instant::now() < deadline,
                     "case {case_id}: {states:?}"
                 );
                 tokio::time::sleep(Duration::from_millis(20)).await;
-            }
+            };
+            assert_eq!(&offers[0]["vehicle_id"], first_vehicle.as_str());
+            assert_ne!(
+                &offers[1]["vehicle_id"],
+                first_vehicle.as_str(),
+                "the case cascaded to the next truck"
+            );
             let timeline = second_run
                 .get(&format!("/v1/cases/{case_id}/timeline"), Some(&agent))
                 .await;
@@ -361,6 +405,19 @@ async fn offers_that_expire_while_the_server_is_down_are_processed_once(
                 .filter(|e| e["kind"] == "offer_expired")
                 .count();
             assert_eq!(expired, 1, "processed exactly once");
+        }
+        // The trucks whose offers ran out are free again: nothing is left claimed by an
+        // offer that died with the first server.
+        for vehicle_id in &first_vehicles {
+            let id: domain::VehicleId = vehicle_id.parse().expect("vehicle id");
+            let vehicle = second_run
+                .db
+                .store
+                .get_vehicle(id)
+                .await
+                .unwrap()
+                .expect("vehicle exists");
+            assert_eq!(vehicle.state, VehicleState::Available, "{vehicle_id}");
         }
         second_run.stop().await;
     })
