@@ -439,3 +439,81 @@ async fn offers_that_expire_while_the_server_is_down_are_processed_once_on_postg
     )
     .await;
 }
+
+/// The promise in the README: a crash loses at most the last second of positions. Fixes
+/// taken more than a second before the crash are in the database, so a new server knows
+/// the vehicle's last fix and shows it on the fleet map.
+async fn a_crash_loses_at_most_the_last_second_of_fixes(backend: storage::testing::Backend) {
+    storage::testing::run_on(backend, |db| async move {
+        let first_run = spawn_app(db.clone()).await;
+        let (_, agent) = first_run.create_user("ann", "agent").await;
+        let (_, provider) = first_run.create_provider("Towing").await;
+        let registration = first_run
+            .request(
+                reqwest::Method::PUT,
+                "/v1/provider/vehicles/T1",
+                Some(&provider),
+                Some(&json!({"capabilities": ["tow"], "state": "available"})),
+            )
+            .await;
+        assert!(registration.status.is_success(), "{}", registration.text);
+        // Two fixes in one batch; the later one is the vehicle's last fix.
+        let now = chrono::Utc::now();
+        let earlier = (now - chrono::Duration::seconds(5)).to_rfc3339();
+        let later = now.to_rfc3339();
+        let posted = first_run
+            .post(
+                "/v1/provider/positions",
+                Some(&provider),
+                &json!({"fixes": [
+                    {"vehicle_id": "T1", "lat": 31.2200, "lon": 121.4600, "ts": earlier},
+                    {"vehicle_id": "T1", "lat": 31.2250, "lon": 121.4650, "ts": later},
+                ]}),
+            )
+            .await;
+        assert_eq!(posted.status, StatusCode::OK, "{}", posted.text);
+        assert_eq!(posted.body["accepted"], 2, "{}", posted.text);
+        // The promise is about fixes older than a second at the crash (the flush runs
+        // every RESCUE_FIX_FLUSH_MS, 250 ms by default).
+        tokio::time::sleep(Duration::from_millis(1_200)).await;
+        first_run.kill();
+
+        let second_run = spawn_app(db).await;
+        let vehicle = second_run
+            .get("/v1/provider/vehicles/T1", Some(&provider))
+            .await;
+        assert_eq!(vehicle.status, StatusCode::OK, "{}", vehicle.text);
+        let last_fix = &vehicle.body["last_fix"];
+        assert_eq!(last_fix["lat"], 31.2250, "{}", vehicle.text);
+        assert_eq!(last_fix["lon"], 121.4650, "{}", vehicle.text);
+        let stored_ts: chrono::DateTime<chrono::Utc> =
+            serde_json::from_value(last_fix["ts"].clone()).expect("a timestamp");
+        assert_eq!(stored_ts.timestamp_millis(), now.timestamp_millis());
+
+        let fleet = second_run
+            .get("/v1/fleet?bbox=121.4,31.2,121.5,31.3", Some(&agent))
+            .await;
+        assert_eq!(fleet.status, StatusCode::OK, "{}", fleet.text);
+        let on_map: Vec<_> = fleet.body["vehicles"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|v| v["vehicle_id"] == "T1")
+            .collect();
+        assert_eq!(on_map.len(), 1, "{}", fleet.text);
+        assert_eq!(on_map[0]["lat"], 31.2250);
+        assert_eq!(on_map[0]["lon"], 121.4650);
+        second_run.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_loses_at_most_the_last_second_of_fixes_on_sqlite() {
+    a_crash_loses_at_most_the_last_second_of_fixes(storage::testing::Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_loses_at_most_the_last_second_of_fixes_on_postgres() {
+    a_crash_loses_at_most_the_last_second_of_fixes(storage::testing::Backend::Postgres).await;
+}
