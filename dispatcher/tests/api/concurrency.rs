@@ -136,11 +136,17 @@ async fn many_clients_and_providers_never_double_book(backend: storage::testing:
             })
             .collect();
 
+        // Some cases are cancelled along the way, by the customer or by an agent, at any
+        // point: while being dispatched, with an offer out, or on the job.
+        let (_, agent) = app.create_user("ann", "agent").await;
         let mut clients = Vec::new();
         for client_index in 0..CLIENTS {
             let (client, url) = (app.client.clone(), app.url("/v1/cases"));
+            let (base, agent) = (app.address.clone(), agent.clone());
             clients.push(tokio::spawn(async move {
+                let mut dice = Dice(0x51ed_270b + client_index as u64);
                 let mut created = Vec::new();
+                let mut cancels = Vec::new();
                 for _ in 0..CASES_PER_CLIENT {
                     let mut body = case_body();
                     if client_index % 3 == 0 {
@@ -148,16 +154,55 @@ async fn many_clients_and_providers_never_double_book(backend: storage::testing:
                     }
                     let reply = read(client.post(&url).json(&body).send().await.unwrap()).await;
                     assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.text);
-                    created.push(reply.body["case"]["id"].as_str().unwrap().to_owned());
+                    let case_id = reply.body["case"]["id"].as_str().unwrap().to_owned();
+                    created.push(case_id.clone());
+                    if dice.roll(6) != 0 {
+                        continue;
+                    }
+                    let token = match dice.roll(2) {
+                        0 => reply.body["customer_token"].as_str().unwrap().to_owned(),
+                        _ => agent.clone(),
+                    };
+                    let pause = Duration::from_millis(dice.roll(400));
+                    let (client, base) = (client.clone(), base.clone());
+                    cancels.push(tokio::spawn(async move {
+                        tokio::time::sleep(pause).await;
+                        let reply = read(
+                            client
+                                .post(format!("{base}/v1/cases/{case_id}/cancel"))
+                                .bearer_auth(token)
+                                .json(&json!({"reason": "changed my mind"}))
+                                .send()
+                                .await
+                                .unwrap(),
+                        )
+                        .await;
+                        // Too late is fine (the job was done); anything else is not.
+                        assert!(
+                            matches!(reply.status, StatusCode::OK | StatusCode::CONFLICT),
+                            "cancelling {case_id}: {} {}",
+                            reply.status,
+                            reply.text
+                        );
+                        reply.status == StatusCode::OK
+                    }));
                 }
-                created
+                let mut cancelled = 0;
+                for cancel in cancels {
+                    cancelled += usize::from(cancel.await.unwrap());
+                }
+                (created, cancelled)
             }));
         }
         let mut case_ids = Vec::new();
+        let mut cancelled_ok = 0;
         for client in clients {
-            case_ids.extend(client.await.unwrap());
+            let (created, cancelled) = client.await.unwrap();
+            case_ids.extend(created);
+            cancelled_ok += cancelled;
         }
         assert_eq!(case_ids.len(), CLIENTS * CASES_PER_CLIENT);
+        assert!(cancelled_ok > 0, "no cancel went through");
 
         // Wait until no case is still being dispatched and every job is done.
         let deadline = std::time::Instant::now() + Duration::from_secs(180);
@@ -208,6 +253,12 @@ async fn many_clients_and_providers_never_double_book(backend: storage::testing:
         }
         assert!(
             by_status.get(&CaseStatus::Completed).copied().unwrap_or(0) > 100,
+            "{by_status:?}"
+        );
+        // Every cancel that was acknowledged stuck.
+        assert_eq!(
+            by_status.get(&CaseStatus::Cancelled).copied().unwrap_or(0),
+            cancelled_ok,
             "{by_status:?}"
         );
 
