@@ -78,6 +78,29 @@ api_test!(
                 .unwrap()
                 .is_empty()
         );
+        // Each provider lists its own vehicles and delivery log, none of the other's.
+        let vehicle_ids = |reply: Reply| -> Vec<String> {
+            assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+            let mut ids: Vec<String> = reply.body["vehicles"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|vehicle| vehicle["vehicle_id"].as_str().unwrap().to_owned())
+                .collect();
+            ids.sort();
+            ids
+        };
+        assert_eq!(
+            vehicle_ids(app.get("/v1/provider/vehicles", Some(&far)).await),
+            ["F1"]
+        );
+        assert_eq!(
+            vehicle_ids(app.get("/v1/provider/vehicles", Some(&near)).await),
+            ["N1", "TOW-ONLY"]
+        );
+        let far_hooks = app.get("/v1/provider/webhooks", Some(&far)).await;
+        assert_eq!(far_hooks.status, StatusCode::OK, "{}", far_hooks.text);
+        assert_eq!(far_hooks.body["webhooks"], json!([]), "{}", far_hooks.text);
 
         // The ranking is in the timeline: why this truck.
         let events = timeline(&app, &agent, case_id).await;

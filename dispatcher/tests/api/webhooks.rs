@@ -118,7 +118,7 @@ async fn offers_and_cancellations_reach_the_provider_as_signed_webhooks(backend:
         let server = hook_server(ResponseTemplate::new(204)).await;
         let app = spawn(db, 5).await;
         let url = format!("{}/hook", server.uri());
-        let (_, provider, secret) = provider_with_hook(&app, "Hooked Towing", &url).await;
+        let (provider_id, provider, secret) = provider_with_hook(&app, "Hooked Towing", &url).await;
         let (_, quiet) = app.create_provider("No Hook Towing").await;
         app.register_vehicle(&provider, "H1", &["jump_start", "tow"], 31.2304, 121.4637)
             .await;
@@ -235,6 +235,22 @@ async fn offers_and_cancellations_reach_the_provider_as_signed_webhooks(backend:
         let other = app.get("/v1/provider/webhooks", Some(&quiet)).await;
         assert_eq!(other.status, StatusCode::OK);
         assert_eq!(other.body["webhooks"], json!([]));
+        // Nor by naming the other provider, nor its vehicles.
+        let named = app
+            .get(
+                &format!("/v1/provider/webhooks?provider_id={provider_id}"),
+                Some(&quiet),
+            )
+            .await;
+        assert_eq!(
+            named.status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{}",
+            named.text
+        );
+        let vehicles = app.get("/v1/provider/vehicles", Some(&quiet)).await;
+        assert_eq!(vehicles.status, StatusCode::OK);
+        assert_eq!(vehicles.body["vehicles"], json!([]), "{}", vehicles.text);
         // Each event was delivered once, even with every instance deriving deliveries.
         let received = server.received_requests().await.unwrap();
         let mut ids: Vec<String> = received
