@@ -24,6 +24,8 @@ pub struct TestApp {
     pub state: dispatcher::state::AppState,
     pub jt808: Option<std::net::SocketAddr>,
     pub gt06: Option<std::net::SocketAddr>,
+    /// The separate OsmAnd port (`RESCUE_OSMAND_ADDR`).
+    pub osmand: Option<std::net::SocketAddr>,
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<anyhow::Result<()>>>,
     runtime: ServerRuntime,
@@ -97,6 +99,7 @@ pub fn test_settings(db: &TestDatabase) -> Settings {
     // Device listeners on ephemeral ports, so tests run side by side.
     settings.jt808_addr = "127.0.0.1:0".to_owned();
     settings.gt06_addr = "127.0.0.1:0".to_owned();
+    settings.osmand_addr = "127.0.0.1:0".to_owned();
     settings
 }
 
@@ -123,6 +126,7 @@ pub async fn spawn_app_with(
     let address = format!("http://{}", application.address());
     let state = application.state().clone();
     let (jt808, gt06) = (application.jt808_address(), application.gt06_address());
+    let osmand = application.osmand_address();
     let (shutdown_tx, shutdown_rx) = oneshot::channel::<()>();
     let server = runtime
         .handle()
@@ -136,6 +140,7 @@ pub async fn spawn_app_with(
         state,
         jt808,
         gt06,
+        osmand,
         shutdown: Some(shutdown_tx),
         server: Some(server),
         runtime,
