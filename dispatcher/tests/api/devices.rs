@@ -334,3 +334,84 @@ api_test!(
         app
     }
 );
+
+api_test!(
+    the_osmand_protocol_takes_a_form_post_on_the_main_and_on_its_own_port,
+    |app| async move {
+        let provider = register_tracked_vehicle(&app).await;
+        // Form-encoded POST, as the Traccar Client apps send it: speed in knots.
+        let now = Utc::now().timestamp();
+        let form = format!(
+            "id=truck-7&lat=31.2514&lon=121.4947&timestamp={now}&speed=10&bearing=45&accuracy=5"
+        );
+        let reply = app
+            .client
+            .post(app.url("/osmand"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(form)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(reply.status(), StatusCode::OK);
+        let fix = wait_for_fix(&app, &provider, 31.2514).await;
+        assert!(
+            (fix["lon"].as_f64().unwrap() - 121.4947).abs() < 1e-6,
+            "{fix}"
+        );
+        assert!(
+            (fix["speed_kmh"].as_f64().unwrap() - 18.52).abs() < 0.01,
+            "{fix}"
+        );
+        assert_eq!(fix["heading"], 45.0);
+        assert_eq!(fix["source"], "osmand");
+
+        // The separate port (RESCUE_OSMAND_ADDR) takes the same forms at `/` and `/osmand`,
+        // and serves nothing else.
+        let port = format!("http://{}", app.osmand.expect("the OsmAnd port is on"));
+        let form = format!("id=truck-7&lat=31.2524&lon=121.4957&timestamp={}", now + 1);
+        let reply = app
+            .client
+            .post(format!("{port}/"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(form)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(reply.status(), StatusCode::OK);
+        wait_for_fix(&app, &provider, 31.2524).await;
+        let reply = app
+            .client
+            .get(format!(
+                "{port}/osmand?id=truck-7&lat=31.2534&lon=121.4967&timestamp={}",
+                now + 2
+            ))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(reply.status(), StatusCode::OK);
+        let fix = wait_for_fix(&app, &provider, 31.2534).await;
+        assert_eq!(fix["source"], "osmand");
+        let unknown = app
+            .client
+            .post(format!("{port}/"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body("id=nobody&lat=31.2&lon=121.4")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(unknown.status(), StatusCode::NOT_FOUND);
+        let api = app
+            .client
+            .get(format!("{port}/v1/provider/vehicles/T7"))
+            .bearer_auth(&provider)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            api.status(),
+            StatusCode::NOT_FOUND,
+            "the API is not on this port"
+        );
+        app
+    }
+);
