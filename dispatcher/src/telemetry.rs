@@ -34,6 +34,18 @@ pub fn prometheus() -> PrometheusHandle {
                         10.0,
                     ],
                 )
+                // Dispatch latency spans sub-millisecond in-memory matching to seconds
+                // when the database is slow; a histogram (not a summary) so instances
+                // can be aggregated.
+                .and_then(|builder| {
+                    builder.set_buckets_for_metric(
+                        Matcher::Full(crate::matching::DISPATCH_LATENCY.to_owned()),
+                        &[
+                            0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
+                            0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+                        ],
+                    )
+                })
                 .unwrap_or_else(|_| PrometheusBuilder::new());
             let recorder = builder.build_recorder();
             let handle = recorder.handle();

@@ -121,6 +121,101 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     api_routes().split_for_parts().1
 }
 
+/// Where the interactive API documentation lives.
+const DOCS_PATH: &str = "/docs";
+/// Where the OpenAPI document is served.
+const OPENAPI_PATH: &str = "/openapi.json";
+/// The paths of the OsmAnd port (`RESCUE_OSMAND_ADDR`); each takes `GET` and `POST`.
+const OSMAND_PORT_PATHS: &[&str] = &["/", "/osmand"];
+/// The methods of each OsmAnd-port path, as `osmand_router` registers them.
+const OSMAND_PORT_METHODS: &[&str] = &["GET", "POST"];
+
+/// Which listener serves a route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Listener {
+    /// The main HTTP port (`RESCUE_LISTEN`).
+    Main,
+    /// The OsmAnd port (`RESCUE_OSMAND_ADDR`), when switched on.
+    Osmand,
+}
+
+/// One route the server serves: a method and a path template.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ServedRoute {
+    /// The listener.
+    pub listener: Listener,
+    /// Upper-case HTTP method.
+    pub method: String,
+    /// The path template, as registered (`/v1/cases/{case_id}`).
+    pub path: String,
+    /// Whether the OpenAPI document describes it.
+    pub documented: bool,
+}
+
+/// Every route [`router`] and [`osmand_router`] serve: the documented ones from the same
+/// [`api_routes`] the router is built from, and the undocumented ones (Swagger UI, the
+/// OpenAPI document, the OsmAnd port) from the constants those routers register. The
+/// authorization test requires a rule for each, so a route added there without a rule
+/// fails it; register routes only through `api_routes` or these constants.
+///
+/// ```
+/// let routes = dispatcher::api::served_routes();
+/// assert!(routes.iter().any(|route| route.path == "/v1/cases" && route.method == "POST"));
+/// assert!(routes.iter().any(|route| route.path == "/openapi.json" && !route.documented));
+/// ```
+pub fn served_routes() -> Vec<ServedRoute> {
+    let mut served = Vec::new();
+    for (path, item) in openapi().paths.paths {
+        let methods = [
+            ("GET", item.get.is_some()),
+            ("PUT", item.put.is_some()),
+            ("POST", item.post.is_some()),
+            ("DELETE", item.delete.is_some()),
+            ("OPTIONS", item.options.is_some()),
+            ("HEAD", item.head.is_some()),
+            ("PATCH", item.patch.is_some()),
+            ("TRACE", item.trace.is_some()),
+            ("QUERY", item.query.is_some()),
+        ];
+        for (method, present) in methods {
+            if present {
+                served.push(ServedRoute {
+                    listener: Listener::Main,
+                    method: method.to_owned(),
+                    path: path.clone(),
+                    documented: true,
+                });
+            }
+        }
+    }
+    // What `SwaggerUi::new(DOCS_PATH).url(OPENAPI_PATH, …)` registers.
+    for path in [
+        OPENAPI_PATH.to_owned(),
+        DOCS_PATH.to_owned(),
+        format!("{DOCS_PATH}/"),
+        format!("{DOCS_PATH}/{{*rest}}"),
+    ] {
+        served.push(ServedRoute {
+            listener: Listener::Main,
+            method: "GET".to_owned(),
+            path,
+            documented: false,
+        });
+    }
+    for path in OSMAND_PORT_PATHS {
+        for method in OSMAND_PORT_METHODS {
+            served.push(ServedRoute {
+                listener: Listener::Osmand,
+                method: (*method).to_owned(),
+                path: (*path).to_owned(),
+                documented: false,
+            });
+        }
+    }
+    served.sort();
+    served
+}
+
 /// The whole application router.
 pub fn router(state: AppState) -> Router {
     let (routes, openapi) = api_routes().split_for_parts();
@@ -133,7 +228,7 @@ pub fn router(state: AppState) -> Router {
     let request_id = HeaderName::from_static("x-request-id");
     Router::new()
         .merge(routes)
-        .merge(SwaggerUi::new("/docs").url("/openapi.json", openapi))
+        .merge(SwaggerUi::new(DOCS_PATH).url(OPENAPI_PATH, openapi))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(state.config.settings.max_body_bytes))
         .layer(TimeoutLayer::with_status_code(
@@ -180,15 +275,15 @@ pub fn router(state: AppState) -> Router {
 
 /// The OsmAnd protocol alone, for its own port (`RESCUE_OSMAND_ADDR`).
 pub fn osmand_router(state: AppState) -> Router {
-    Router::new()
-        .route(
-            "/",
+    let mut router = Router::new();
+    // GET and POST, as `OSMAND_PORT_METHODS` says.
+    for path in OSMAND_PORT_PATHS {
+        router = router.route(
+            path,
             axum::routing::get(crate::devices::osmand_get).post(crate::devices::osmand_post),
-        )
-        .route(
-            "/osmand",
-            axum::routing::get(crate::devices::osmand_get).post(crate::devices::osmand_post),
-        )
+        );
+    }
+    router
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(64 * 1024))
         .layer(middleware::map_response(observe::json_errors))

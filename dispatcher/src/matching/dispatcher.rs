@@ -20,6 +20,7 @@ use parking_lot::Mutex;
 use crate::matching::eta::EtaModel;
 use crate::matching::rank::{ProviderScores, RankedCandidate, rank};
 use crate::registry::FleetRegistry;
+use crate::tracking::ALERTS_RAISED;
 
 /// Dispatch latency (case accepted → first offer stored), seconds.
 pub const DISPATCH_LATENCY: &str = "rescue_dispatch_latency_seconds";
@@ -379,6 +380,19 @@ impl Dispatcher {
         {
             Ok(_) => {
                 metrics::counter!(ESCALATIONS, "reason" => reason).increment(1);
+                // The store raises the alert only when no `no_vehicle` alert of the case
+                // is still live; count it like the tracker counts its alerts, only when
+                // it was raised.
+                match self.store.get_alert(alert.id).await {
+                    Ok(Some(_)) => {
+                        metrics::counter!(ALERTS_RAISED, "kind" => AlertKind::NoVehicle.as_str())
+                            .increment(1);
+                    }
+                    Ok(None) => {}
+                    Err(error) => {
+                        tracing::warn!(case_id = %case.id, error = %error, "could not tell whether the escalation raised an alert");
+                    }
+                }
                 tracing::warn!(case_id = %case.id, reason, "case escalated to an agent");
                 Ok(DispatchOutcome::Escalated)
             }

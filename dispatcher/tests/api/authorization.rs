@@ -1,12 +1,17 @@
 //! Who may call what. `RULES` lists every route with the principals allowed to call it;
 //! the walk proves every other principal is refused (401, 403 or 404) and every allowed
-//! one gets through. The table must cover exactly the routes of the OpenAPI document, so
-//! a new route without a rule fails this test.
+//! one gets through. The tables must cover exactly the routes the server serves, as
+//! `dispatcher::api::served_routes` lists them (the OpenAPI routes and the undocumented
+//! ones: Swagger UI, the OpenAPI document, the OsmAnd port), so a new route without a rule
+//! fails this test; and every other method on a served path must be 405, so a method
+//! slipped onto an existing path without being listed fails it too.
 
 use std::collections::BTreeSet;
 
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
+
+use dispatcher::api::Listener;
 
 use crate::api_test;
 use crate::helpers::*;
@@ -58,6 +63,27 @@ const RULES: &[Rule] = &[
     Rule {
         method: "GET",
         path: "/healthz",
+        allowed: EVERYONE,
+    },
+    // Not in the OpenAPI document: the document itself and Swagger UI.
+    Rule {
+        method: "GET",
+        path: "/openapi.json",
+        allowed: EVERYONE,
+    },
+    Rule {
+        method: "GET",
+        path: "/docs",
+        allowed: EVERYONE,
+    },
+    Rule {
+        method: "GET",
+        path: "/docs/",
+        allowed: EVERYONE,
+    },
+    Rule {
+        method: "GET",
+        path: "/docs/{*rest}",
         allowed: EVERYONE,
     },
     Rule {
@@ -247,6 +273,47 @@ const RULES: &[Rule] = &[
     },
 ];
 
+/// The OsmAnd port (`RESCUE_OSMAND_ADDR`): devices are known by their id, not a token.
+const OSMAND_PORT_RULES: &[Rule] = &[
+    Rule {
+        method: "GET",
+        path: "/",
+        allowed: EVERYONE,
+    },
+    Rule {
+        method: "POST",
+        path: "/",
+        allowed: EVERYONE,
+    },
+    Rule {
+        method: "GET",
+        path: "/osmand",
+        allowed: EVERYONE,
+    },
+    Rule {
+        method: "POST",
+        path: "/osmand",
+        allowed: EVERYONE,
+    },
+];
+
+/// The rules with the listener they apply to.
+fn all_rules() -> impl Iterator<Item = (Listener, &'static Rule)> {
+    RULES.iter().map(|rule| (Listener::Main, rule)).chain(
+        OSMAND_PORT_RULES
+            .iter()
+            .map(|rule| (Listener::Osmand, rule)),
+    )
+}
+
+/// The base URL of `listener`.
+fn base_url(app: &TestApp, listener: Listener) -> String {
+    match listener {
+        Listener::Main => app.address.clone(),
+        Listener::Osmand => format!("http://{}", app.osmand.expect("the OsmAnd port is on")),
+    }
+}
+
 struct Principals {
     admin_user: String,
     agent: String,
@@ -340,7 +407,7 @@ fn body_for(rule: &Rule, serial: usize) -> Option<Value> {
         })),
         ("POST", "/v1/auth/login") => Some(json!({"username": "walk-agent", "password": PASSWORD})),
         ("POST", "/v1/cases") => Some(case_body()),
-        ("POST", "/osmand") => Some(json!({
+        ("POST", "/osmand" | "/") => Some(json!({
             "device_id": "walk-phone",
             "location": {"timestamp": chrono::Utc::now().to_rfc3339(),
                          "coords": {"latitude": 31.2304, "longitude": 121.4637}}
@@ -364,9 +431,10 @@ api_test!(
     |app| async move {
         let principals = Principals::create(&app).await;
         let mut serial = 0;
-        for rule in RULES {
+        for (listener, rule) in all_rules() {
             let path = rule
                 .path
+                .replace("{*rest}", "swagger-initializer.js")
                 .replace("{case_id}", &principals.case_id)
                 .replace("{offer_id}", &principals.offer_id)
                 .replace("{alert_id}", &principals.alert_id)
@@ -375,7 +443,9 @@ api_test!(
                 .replace("{vehicle_id}", "W1");
             let path = match (rule.method, rule.path) {
                 (_, "/v1/fleet") => format!("{path}?bbox=121,31,122,32"),
-                ("GET", "/osmand") => format!("{path}?id=walk-phone&lat=31.2304&lon=121.4637"),
+                ("GET", "/osmand" | "/") => {
+                    format!("{path}?id=walk-phone&lat=31.2304&lon=121.4637")
+                }
                 _ => path,
             };
             let method: Method = rule.method.parse().unwrap();
@@ -383,9 +453,10 @@ api_test!(
                 serial += 1;
                 let token = principals.token(&app, *who, rule).await;
                 let body = body_for(rule, serial);
+                let url = format!("{}{path}", base_url(&app, listener));
                 let reply = if rule.path == "/v1/stream" {
                     // An open stream never ends: look at the status only.
-                    let mut request = app.client.get(app.url(&path));
+                    let mut request = app.client.get(&url);
                     if let Some(token) = &token {
                         request = request.bearer_auth(token);
                     }
@@ -397,14 +468,20 @@ api_test!(
                         text: String::new(),
                     }
                 } else {
-                    app.request(method.clone(), &path, token.as_deref(), body.as_ref())
-                        .await
+                    let mut request = app.client.request(method.clone(), &url);
+                    if let Some(token) = &token {
+                        request = request.bearer_auth(token);
+                    }
+                    if let Some(body) = &body {
+                        request = request.json(body);
+                    }
+                    read(request.send().await.expect("request sent")).await
                 };
                 let refused = matches!(
                     reply.status,
                     StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN | StatusCode::NOT_FOUND
                 );
-                let route = format!("{} {}", rule.method, rule.path);
+                let route = format!("{listener:?} {} {}", rule.method, rule.path);
                 if rule.allowed.contains(who) {
                     assert!(
                         !refused,
@@ -439,23 +516,20 @@ api_test!(
 );
 
 api_test!(
-    the_rule_table_covers_exactly_the_documented_routes,
+    the_rule_tables_cover_exactly_the_routes_the_server_serves,
     |app| async move {
-        let document = app.get("/openapi.json", None).await;
-        let mut documented = BTreeSet::new();
-        for (path, operations) in document.body["paths"].as_object().unwrap() {
-            for method in operations.as_object().unwrap().keys() {
-                if ["get", "post", "put", "patch", "delete"].contains(&method.as_str()) {
-                    documented.insert((method.to_uppercase(), path.clone()));
-                }
-            }
-        }
-        let ruled: BTreeSet<(String, String)> = RULES
-            .iter()
-            .map(|rule| (rule.method.to_owned(), rule.path.to_owned()))
+        // `served_routes` is built from what the routers register (see its docs), and
+        // `/openapi.json` is checked against it, so a route reaches this list whether it
+        // is documented or not.
+        let served: BTreeSet<(Listener, String, String)> = dispatcher::api::served_routes()
+            .into_iter()
+            .map(|route| (route.listener, route.method, route.path))
             .collect();
-        let missing: Vec<_> = documented.difference(&ruled).collect();
-        let stale: Vec<_> = ruled.difference(&documented).collect();
+        let ruled: BTreeSet<(Listener, String, String)> = all_rules()
+            .map(|(listener, rule)| (listener, rule.method.to_owned(), rule.path.to_owned()))
+            .collect();
+        let missing: Vec<_> = served.difference(&ruled).collect();
+        let stale: Vec<_> = ruled.difference(&served).collect();
         assert!(
             missing.is_empty(),
             "routes without an authorization rule: {missing:?}"
@@ -464,6 +538,56 @@ api_test!(
             stale.is_empty(),
             "rules for routes that no longer exist: {stale:?}"
         );
+
+        // The served document lists exactly the documented routes.
+        let document = app.get("/openapi.json", None).await;
+        let mut in_document = BTreeSet::new();
+        for (path, operations) in document.body["paths"].as_object().unwrap() {
+            for method in operations.as_object().unwrap().keys() {
+                if ["get", "post", "put", "patch", "delete"].contains(&method.as_str()) {
+                    in_document.insert((method.to_uppercase(), path.clone()));
+                }
+            }
+        }
+        let documented: BTreeSet<(String, String)> = dispatcher::api::served_routes()
+            .into_iter()
+            .filter(|route| route.documented)
+            .map(|route| (route.method, route.path))
+            .collect();
+        assert_eq!(in_document, documented);
+
+        // Every method a served path does not list is refused with 405: a method added to
+        // a path without being listed shows up here. (The walk above proves each listed
+        // one is really served: its allowed principals get through.)
+        let paths: BTreeSet<(Listener, &str)> = all_rules()
+            .map(|(listener, rule)| (listener, rule.path))
+            .collect();
+        for (listener, template) in paths {
+            let path = template
+                .replace("{*rest}", "swagger-initializer.js")
+                .replace("{customer_token}", "ct_x")
+                .replace(['{', '}'], "");
+            for method in ["GET", "POST", "PUT", "PATCH", "DELETE"] {
+                if ruled.contains(&(listener, method.to_owned(), template.to_owned())) {
+                    continue;
+                }
+                let response = app
+                    .client
+                    .request(
+                        method.parse().unwrap(),
+                        format!("{}{path}", base_url(&app, listener)),
+                    )
+                    .bearer_auth(ADMIN_TOKEN)
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(
+                    response.status(),
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    "{listener:?} {method} {template} is served but has no rule"
+                );
+            }
+        }
         app
     }
 );

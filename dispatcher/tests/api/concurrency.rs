@@ -136,11 +136,17 @@ async fn many_clients_and_providers_never_double_book(backend: storage::testing:
             })
             .collect();
 
+        // Some cases are cancelled along the way, by the customer or by an agent, at any
+        // point: while being dispatched, with an offer out, or on the job.
+        let (_, agent) = app.create_user("ann", "agent").await;
         let mut clients = Vec::new();
         for client_index in 0..CLIENTS {
             let (client, url) = (app.client.clone(), app.url("/v1/cases"));
+            let (base, agent) = (app.address.clone(), agent.clone());
             clients.push(tokio::spawn(async move {
+                let mut dice = Dice(0x51ed_270b + client_index as u64);
                 let mut created = Vec::new();
+                let mut cancels = Vec::new();
                 for _ in 0..CASES_PER_CLIENT {
                     let mut body = case_body();
                     if client_index % 3 == 0 {
@@ -148,16 +154,55 @@ async fn many_clients_and_providers_never_double_book(backend: storage::testing:
                     }
                     let reply = read(client.post(&url).json(&body).send().await.unwrap()).await;
                     assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.text);
-                    created.push(reply.body["case"]["id"].as_str().unwrap().to_owned());
+                    let case_id = reply.body["case"]["id"].as_str().unwrap().to_owned();
+                    created.push(case_id.clone());
+                    if dice.roll(6) != 0 {
+                        continue;
+                    }
+                    let token = match dice.roll(2) {
+                        0 => reply.body["customer_token"].as_str().unwrap().to_owned(),
+                        _ => agent.clone(),
+                    };
+                    let pause = Duration::from_millis(dice.roll(400));
+                    let (client, base) = (client.clone(), base.clone());
+                    cancels.push(tokio::spawn(async move {
+                        tokio::time::sleep(pause).await;
+                        let reply = read(
+                            client
+                                .post(format!("{base}/v1/cases/{case_id}/cancel"))
+                                .bearer_auth(token)
+                                .json(&json!({"reason": "changed my mind"}))
+                                .send()
+                                .await
+                                .unwrap(),
+                        )
+                        .await;
+                        // Too late is fine (the job was done); anything else is not.
+                        assert!(
+                            matches!(reply.status, StatusCode::OK | StatusCode::CONFLICT),
+                            "cancelling {case_id}: {} {}",
+                            reply.status,
+                            reply.text
+                        );
+                        reply.status == StatusCode::OK
+                    }));
                 }
-                created
+                let mut cancelled = 0;
+                for cancel in cancels {
+                    cancelled += usize::from(cancel.await.unwrap());
+                }
+                (created, cancelled)
             }));
         }
         let mut case_ids = Vec::new();
+        let mut cancelled_ok = 0;
         for client in clients {
-            case_ids.extend(client.await.unwrap());
+            let (created, cancelled) = client.await.unwrap();
+            case_ids.extend(created);
+            cancelled_ok += cancelled;
         }
         assert_eq!(case_ids.len(), CLIENTS * CASES_PER_CLIENT);
+        assert!(cancelled_ok > 0, "no cancel went through");
 
         // Wait until no case is still being dispatched and every job is done.
         let deadline = std::time::Instant::now() + Duration::from_secs(180);
@@ -208,6 +253,12 @@ async fn many_clients_and_providers_never_double_book(backend: storage::testing:
         }
         assert!(
             by_status.get(&CaseStatus::Completed).copied().unwrap_or(0) > 100,
+            "{by_status:?}"
+        );
+        // Every cancel that was acknowledged stuck.
+        assert_eq!(
+            by_status.get(&CaseStatus::Cancelled).copied().unwrap_or(0),
+            cancelled_ok,
             "{by_status:?}"
         );
 
@@ -303,12 +354,19 @@ async fn offers_that_expire_while_the_server_is_down_are_processed_once(
         let first_run = spawn_app_with(db.clone(), settings, clock.clone()).await;
         let (_, agent) = first_run.create_user("ann", "agent").await;
         let (_, provider) = first_run.create_provider("Towing").await;
-        for (name, km) in [("V1", 1.0), ("V2", 2.0), ("V3", 3.0)] {
+        // One jump-start case and one tow case, each with a near truck that gets the first
+        // offer and a farther one for the cascade, so which truck is next is certain.
+        for (name, service, km) in [
+            ("V1", "jump_start", 1.0),
+            ("V2", "tow", 1.5),
+            ("V3", "jump_start", 2.0),
+            ("V4", "tow", 2.5),
+        ] {
             first_run
                 .register_vehicle_at(
                     &provider,
                     name,
-                    &["jump_start"],
+                    &[service],
                     31.2304 + km / 111.195,
                     121.4737,
                     clock.now(),
@@ -316,41 +374,78 @@ async fn offers_that_expire_while_the_server_is_down_are_processed_once(
                 .await;
         }
         let mut cases = Vec::new();
-        for _ in 0..2 {
-            let case_id = first_run.create_case(&case_body()).await["case"]["id"]
+        for service in ["jump_start", "tow"] {
+            let mut body = case_body();
+            body["service"] = json!(service);
+            let case_id = first_run.create_case(&body).await["case"]["id"]
                 .as_str()
                 .unwrap()
                 .to_owned();
             first_run.wait_for_offer(&provider, &case_id).await;
             cases.push(case_id);
         }
-        first_run.stop().await;
+        // The vehicles holding the pending offers, before the crash.
+        let mut first_vehicles = Vec::new();
+        for case_id in &cases {
+            let offers = first_run
+                .get(&format!("/v1/cases/{case_id}/offers"), Some(&agent))
+                .await;
+            let offers = offers.body["offers"].as_array().unwrap().clone();
+            assert_eq!(offers.len(), 1, "{offers:?}");
+            assert_eq!(offers[0]["state"], "pending");
+            first_vehicles.push(offers[0]["vehicle_id"].as_str().unwrap().to_owned());
+        }
+        // A crash loses the last second of positions; wait until the trucks' positions
+        // are in the database, as they would be for trucks that have been reporting.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !first_run
+            .db
+            .store
+            .list_vehicles()
+            .await
+            .unwrap()
+            .iter()
+            .all(|vehicle| vehicle.last_fix.is_some())
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "positions never flushed"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        // A crash, not a shutdown: nothing gets to run on the way out.
+        first_run.kill();
 
         // While the server is down, both offers run out.
         clock.advance(chrono::Duration::seconds(120));
         let second_run = spawn_app_with(db, settings, clock.clone()).await;
-        for case_id in &cases {
+        for (case_id, first_vehicle) in cases.iter().zip(&first_vehicles) {
             // Each expired once and cascaded to another vehicle.
             let deadline = std::time::Instant::now() + Duration::from_secs(10);
-            loop {
+            let offers = loop {
                 let offers = second_run
                     .get(&format!("/v1/cases/{case_id}/offers"), Some(&agent))
                     .await;
-                let states: Vec<String> = offers.body["offers"]
-                    .as_array()
-                    .unwrap()
+                let offers = offers.body["offers"].as_array().unwrap().clone();
+                let states: Vec<&str> = offers
                     .iter()
-                    .map(|o| o["state"].as_str().unwrap().to_owned())
+                    .map(|o| o["state"].as_str().unwrap())
                     .collect();
                 if states == ["expired", "pending"] {
-                    break;
+                    break offers;
                 }
                 assert!(
                     std::time::Instant::now() < deadline,
                     "case {case_id}: {states:?}"
                 );
                 tokio::time::sleep(Duration::from_millis(20)).await;
-            }
+            };
+            assert_eq!(&offers[0]["vehicle_id"], first_vehicle.as_str());
+            assert_ne!(
+                &offers[1]["vehicle_id"],
+                first_vehicle.as_str(),
+                "the case cascaded to the next truck"
+            );
             let timeline = second_run
                 .get(&format!("/v1/cases/{case_id}/timeline"), Some(&agent))
                 .await;
@@ -361,6 +456,19 @@ async fn offers_that_expire_while_the_server_is_down_are_processed_once(
                 .filter(|e| e["kind"] == "offer_expired")
                 .count();
             assert_eq!(expired, 1, "processed exactly once");
+        }
+        // The trucks whose offers ran out are free again: nothing is left claimed by an
+        // offer that died with the first server.
+        for vehicle_id in &first_vehicles {
+            let id: domain::VehicleId = vehicle_id.parse().expect("vehicle id");
+            let vehicle = second_run
+                .db
+                .store
+                .get_vehicle(id)
+                .await
+                .unwrap()
+                .expect("vehicle exists");
+            assert_eq!(vehicle.state, VehicleState::Available, "{vehicle_id}");
         }
         second_run.stop().await;
     })
@@ -381,4 +489,82 @@ async fn offers_that_expire_while_the_server_is_down_are_processed_once_on_postg
         storage::testing::Backend::Postgres,
     )
     .await;
+}
+
+/// The promise in the README: a crash loses at most the last second of positions. Fixes
+/// taken more than a second before the crash are in the database, so a new server knows
+/// the vehicle's last fix and shows it on the fleet map.
+async fn a_crash_loses_at_most_the_last_second_of_fixes(backend: storage::testing::Backend) {
+    storage::testing::run_on(backend, |db| async move {
+        let first_run = spawn_app(db.clone()).await;
+        let (_, agent) = first_run.create_user("ann", "agent").await;
+        let (_, provider) = first_run.create_provider("Towing").await;
+        let registration = first_run
+            .request(
+                reqwest::Method::PUT,
+                "/v1/provider/vehicles/T1",
+                Some(&provider),
+                Some(&json!({"capabilities": ["tow"], "state": "available"})),
+            )
+            .await;
+        assert!(registration.status.is_success(), "{}", registration.text);
+        // Two fixes in one batch; the later one is the vehicle's last fix.
+        let now = chrono::Utc::now();
+        let earlier = (now - chrono::Duration::seconds(5)).to_rfc3339();
+        let later = now.to_rfc3339();
+        let posted = first_run
+            .post(
+                "/v1/provider/positions",
+                Some(&provider),
+                &json!({"fixes": [
+                    {"vehicle_id": "T1", "lat": 31.2200, "lon": 121.4600, "ts": earlier},
+                    {"vehicle_id": "T1", "lat": 31.2250, "lon": 121.4650, "ts": later},
+                ]}),
+            )
+            .await;
+        assert_eq!(posted.status, StatusCode::OK, "{}", posted.text);
+        assert_eq!(posted.body["accepted"], 2, "{}", posted.text);
+        // The promise is about fixes older than a second at the crash (the flush runs
+        // every RESCUE_FIX_FLUSH_MS, 250 ms by default).
+        tokio::time::sleep(Duration::from_millis(1_200)).await;
+        first_run.kill();
+
+        let second_run = spawn_app(db).await;
+        let vehicle = second_run
+            .get("/v1/provider/vehicles/T1", Some(&provider))
+            .await;
+        assert_eq!(vehicle.status, StatusCode::OK, "{}", vehicle.text);
+        let last_fix = &vehicle.body["last_fix"];
+        assert_eq!(last_fix["lat"], 31.2250, "{}", vehicle.text);
+        assert_eq!(last_fix["lon"], 121.4650, "{}", vehicle.text);
+        let stored_ts: chrono::DateTime<chrono::Utc> =
+            serde_json::from_value(last_fix["ts"].clone()).expect("a timestamp");
+        assert_eq!(stored_ts.timestamp_millis(), now.timestamp_millis());
+
+        let fleet = second_run
+            .get("/v1/fleet?bbox=121.4,31.2,121.5,31.3", Some(&agent))
+            .await;
+        assert_eq!(fleet.status, StatusCode::OK, "{}", fleet.text);
+        let on_map: Vec<_> = fleet.body["vehicles"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|v| v["vehicle_id"] == "T1")
+            .collect();
+        assert_eq!(on_map.len(), 1, "{}", fleet.text);
+        assert_eq!(on_map[0]["lat"], 31.2250);
+        assert_eq!(on_map[0]["lon"], 121.4650);
+        second_run.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_loses_at_most_the_last_second_of_fixes_on_sqlite() {
+    a_crash_loses_at_most_the_last_second_of_fixes(storage::testing::Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_loses_at_most_the_last_second_of_fixes_on_postgres() {
+    a_crash_loses_at_most_the_last_second_of_fixes(storage::testing::Backend::Postgres).await;
 }

@@ -334,3 +334,211 @@ api_test!(
         app
     }
 );
+
+api_test!(
+    the_osmand_protocol_takes_a_form_post_on_the_main_and_on_its_own_port,
+    |app| async move {
+        let provider = register_tracked_vehicle(&app).await;
+        // Form-encoded POST, as the Traccar Client apps send it: speed in knots.
+        let now = Utc::now().timestamp();
+        let form = format!(
+            "id=truck-7&lat=31.2514&lon=121.4947&timestamp={now}&speed=10&bearing=45&accuracy=5"
+        );
+        let reply = app
+            .client
+            .post(app.url("/osmand"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(form)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(reply.status(), StatusCode::OK);
+        let fix = wait_for_fix(&app, &provider, 31.2514).await;
+        assert!(
+            (fix["lon"].as_f64().unwrap() - 121.4947).abs() < 1e-6,
+            "{fix}"
+        );
+        assert!(
+            (fix["speed_kmh"].as_f64().unwrap() - 18.52).abs() < 0.01,
+            "{fix}"
+        );
+        assert_eq!(fix["heading"], 45.0);
+        assert_eq!(fix["source"], "osmand");
+
+        // The separate port (RESCUE_OSMAND_ADDR) takes the same forms at `/` and `/osmand`,
+        // and serves nothing else.
+        let port = format!("http://{}", app.osmand.expect("the OsmAnd port is on"));
+        let form = format!("id=truck-7&lat=31.2524&lon=121.4957&timestamp={}", now + 1);
+        let reply = app
+            .client
+            .post(format!("{port}/"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(form)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(reply.status(), StatusCode::OK);
+        wait_for_fix(&app, &provider, 31.2524).await;
+        let reply = app
+            .client
+            .get(format!(
+                "{port}/osmand?id=truck-7&lat=31.2534&lon=121.4967&timestamp={}",
+                now + 2
+            ))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(reply.status(), StatusCode::OK);
+        let fix = wait_for_fix(&app, &provider, 31.2534).await;
+        assert_eq!(fix["source"], "osmand");
+        let unknown = app
+            .client
+            .post(format!("{port}/"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body("id=nobody&lat=31.2&lon=121.4")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(unknown.status(), StatusCode::NOT_FOUND);
+        let api = app
+            .client
+            .get(format!("{port}/v1/provider/vehicles/T7"))
+            .bearer_auth(&provider)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            api.status(),
+            StatusCode::NOT_FOUND,
+            "the API is not on this port"
+        );
+        app
+    }
+);
+
+/// A terminal back from a dead zone sends what it stored as one 0x0704 batch: those fixes
+/// belong to the job's path even though they are older than the live position, which
+/// they must not move back.
+async fn a_jt808_blind_area_batch_enters_the_trajectory_of_the_job(
+    backend: storage::testing::Backend,
+) {
+    storage::testing::run_on(backend, |db| async move {
+        let start = Utc::now().with_nanosecond(0).unwrap();
+        let clock = std::sync::Arc::new(domain::ManualClock::new(start));
+        let app = spawn_app_with(db, |_| {}, clock.clone()).await;
+        let (_, agent) = app.create_user("ann", "agent").await;
+        let provider = register_tracked_vehicle(&app).await;
+        let address = app.jt808.expect("JT/T 808 listener on");
+        let mut terminal = Terminal::connect(address).await;
+        let (_, body) = terminal.request(0x0100, &register_body()).await;
+        let auth_code = String::from_utf8(body[3..].to_vec()).unwrap();
+        let mut terminal = Terminal::connect(address).await;
+        let (id, body) = terminal.request(0x0102, auth_code.as_bytes()).await;
+        assert_eq!((id, body[4]), (0x8001, 0), "authenticated");
+        // 3 km north of the customer, then assigned to the case.
+        let (id, _) = terminal
+            .request(0x0200, &location_body(31_257_400, 121_473_700, start))
+            .await;
+        assert_eq!(id, 0x8001);
+        wait_for_fix(&app, &provider, 31.2574).await;
+        let mut body = case_body();
+        body["service"] = json!("tow");
+        let case_id = app.create_case(&body).await["case"]["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let offer_id = app.wait_for_offer(&provider, &case_id).await;
+        let accepted = app
+            .post(
+                &format!("/v1/provider/offers/{offer_id}/accept"),
+                Some(&provider),
+                &json!({}),
+            )
+            .await;
+        assert_eq!(accepted.status, StatusCode::OK, "{}", accepted.text);
+        // Wait until the tracker has picked the job up.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while app
+            .state
+            .tracking
+            .snapshot(case_id.parse().unwrap())
+            .is_none()
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "tracking never started"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+
+        // Ten minutes on: the live report, then the batch of what the dead zone held.
+        clock.advance(chrono::Duration::minutes(10));
+        let live_at = start + chrono::Duration::minutes(10);
+        let (id, body) = terminal
+            .request(0x0200, &location_body(31_240_400, 121_473_700, live_at))
+            .await;
+        assert_eq!((id, body[4]), (0x8001, 0), "location acknowledged");
+        wait_for_fix(&app, &provider, 31.2404).await;
+        let mut batch = BytesMut::new();
+        batch.put_u16(2);
+        batch.put_u8(1);
+        for (lat, minutes) in [(31_252_400u32, 4), (31_246_400, 7)] {
+            let item = location_body(lat, 121_473_700, start + chrono::Duration::minutes(minutes));
+            batch.put_u16(item.len() as u16);
+            batch.put_slice(&item);
+        }
+        let (id, body) = terminal.request(0x0704, &batch).await;
+        assert_eq!((id, body[4]), (0x8001, 0), "batch acknowledged");
+
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let latitudes = loop {
+            let path = app
+                .get(&format!("/v1/cases/{case_id}/trajectory"), Some(&agent))
+                .await;
+            assert_eq!(path.status, StatusCode::OK, "{}", path.text);
+            let latitudes: Vec<f64> = path.body["features"][0]["geometry"]["coordinates"]
+                .as_array()
+                .map(|coordinates| coordinates.iter().filter_map(|c| c[1].as_f64()).collect())
+                .unwrap_or_default();
+            let has = |lat: f64| latitudes.iter().any(|got| (got - lat).abs() < 1e-6);
+            if has(31.2524) && has(31.2464) && has(31.2404) {
+                break latitudes;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the batch is not in the trajectory: {}",
+                path.text
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        // In time order: the batch's fixes come before the live one.
+        let position = |lat: f64| latitudes.iter().position(|got| (got - lat).abs() < 1e-6);
+        assert!(
+            position(31.2524) < position(31.2464) && position(31.2464) < position(31.2404),
+            "{latitudes:?}"
+        );
+        // The live position stayed where the live report put it.
+        let fix = last_fix(&app, &provider).await;
+        assert_eq!(fix["lat"].as_f64(), Some(31.2404), "{fix}");
+        assert_eq!(
+            fix["ts"]
+                .as_str()
+                .map(|ts| ts.parse::<DateTime<Utc>>().unwrap()),
+            Some(live_at)
+        );
+        app.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_jt808_blind_area_batch_enters_the_trajectory_of_the_job_on_sqlite() {
+    a_jt808_blind_area_batch_enters_the_trajectory_of_the_job(storage::testing::Backend::Sqlite)
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_jt808_blind_area_batch_enters_the_trajectory_of_the_job_on_postgres() {
+    a_jt808_blind_area_batch_enters_the_trajectory_of_the_job(storage::testing::Backend::Postgres)
+        .await;
+}

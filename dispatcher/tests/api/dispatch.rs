@@ -78,6 +78,29 @@ api_test!(
                 .unwrap()
                 .is_empty()
         );
+        // Each provider lists its own vehicles and delivery log, none of the other's.
+        let vehicle_ids = |reply: Reply| -> Vec<String> {
+            assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+            let mut ids: Vec<String> = reply.body["vehicles"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|vehicle| vehicle["vehicle_id"].as_str().unwrap().to_owned())
+                .collect();
+            ids.sort();
+            ids
+        };
+        assert_eq!(
+            vehicle_ids(app.get("/v1/provider/vehicles", Some(&far)).await),
+            ["F1"]
+        );
+        assert_eq!(
+            vehicle_ids(app.get("/v1/provider/vehicles", Some(&near)).await),
+            ["N1", "TOW-ONLY"]
+        );
+        let far_hooks = app.get("/v1/provider/webhooks", Some(&far)).await;
+        assert_eq!(far_hooks.status, StatusCode::OK, "{}", far_hooks.text);
+        assert_eq!(far_hooks.body["webhooks"], json!([]), "{}", far_hooks.text);
 
         // The ranking is in the timeline: why this truck.
         let events = timeline(&app, &agent, case_id).await;
@@ -214,6 +237,77 @@ api_test!(a_decline_cascades_to_the_next_vehicle, |app| async move {
     );
     app
 });
+
+// Radii are 10, 25, 50, 100 km by default; each attempt starts one step wider.
+api_test!(
+    a_truck_beyond_the_first_radius_is_offered_once_the_search_widens,
+    |app| async move {
+        let (_, agent) = app.create_user("ann", "agent").await;
+        let (_, provider) = app.create_provider("Towing").await;
+        let (lat, lon) = north_of_customer(2.0);
+        app.register_vehicle(&provider, "NEAR", &["jump_start"], lat, lon)
+            .await;
+        // Beyond 10 km, inside 25 km.
+        let (lat, lon) = north_of_customer(15.0);
+        app.register_vehicle(&provider, "FAR", &["jump_start"], lat, lon)
+            .await;
+        let case_id = app.create_case(&case_body()).await["case"]["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let first = app.wait_for_offer(&provider, &case_id).await;
+        let offers = app.get("/v1/provider/offers", Some(&provider)).await;
+        assert_eq!(
+            offers.body["offers"][0]["vehicle_id"], "NEAR",
+            "{}",
+            offers.text
+        );
+        let declined = app
+            .post(
+                &format!("/v1/provider/offers/{first}/decline"),
+                Some(&provider),
+                &json!({"reason": "busy"}),
+            )
+            .await;
+        assert_eq!(declined.status, StatusCode::OK, "{}", declined.text);
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let second = loop {
+            let offers = app.get("/v1/provider/offers", Some(&provider)).await;
+            if let Some(offer) = offers.body["offers"].as_array().unwrap().first() {
+                break offer.clone();
+            }
+            assert!(std::time::Instant::now() < deadline, "no second offer");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        assert_eq!(second["vehicle_id"], "FAR");
+        assert_eq!(second["case_id"], case_id.as_str());
+
+        // The timeline records the radius each ranking searched, and the far truck was not
+        // a candidate of the first.
+        let timeline = app
+            .get(&format!("/v1/cases/{case_id}/timeline"), Some(&agent))
+            .await;
+        let rankings: Vec<_> = timeline.body["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|event| event["kind"] == "candidates_ranked")
+            .collect();
+        assert_eq!(rankings.len(), 2, "{}", timeline.text);
+        assert_eq!(rankings[0]["data"]["attempt"], 1);
+        assert_eq!(rankings[0]["data"]["radius_m"], 10_000.0);
+        assert_eq!(rankings[0]["data"]["considered"], 1, "only the near truck");
+        assert_eq!(rankings[1]["data"]["attempt"], 2);
+        assert_eq!(rankings[1]["data"]["radius_m"], 25_000.0);
+        let chosen = &rankings[1]["data"]["candidates"][0];
+        assert_eq!(chosen["chosen"], true);
+        assert!(
+            chosen["distance_m"].as_f64().unwrap() > 10_000.0,
+            "{chosen}"
+        );
+        app
+    }
+);
 
 api_test!(
     without_a_suitable_vehicle_the_case_is_escalated_with_an_alert,

@@ -49,6 +49,102 @@ api_test!(
     }
 );
 
+/// The sum of every sample of `series` (a metric name, optionally with the start of its
+/// labels) in a Prometheus text scrape; `None` when there is none.
+fn sample_sum(scrape: &str, series: &str) -> Option<f64> {
+    let values: Vec<f64> = scrape
+        .lines()
+        .filter(|line| !line.starts_with('#'))
+        .filter(|line| match line.strip_prefix(series) {
+            Some(_) if series.contains('{') => true,
+            Some(rest) => rest.starts_with([' ', '{']),
+            None => false,
+        })
+        .filter_map(|line| line.rsplit(' ').next()?.parse().ok())
+        .collect();
+    (!values.is_empty()).then(|| values.iter().sum())
+}
+
+// The recorder is process-wide and other tests run beside this one, so counters are
+// compared before and after this test's own actions (they only grow), and gauges are
+// read while this test holds what they count.
+api_test!(
+    metrics_cover_dispatch_offers_escalations_fixes_and_alerts,
+    |app| async move {
+        let before = app.get("/metrics", None).await.text;
+        let (_, agent) = app.create_user("ann", "agent").await;
+        // An agent watching the live stream counts as a subscriber while connected.
+        let stream = app
+            .client
+            .get(app.url("/v1/stream"))
+            .bearer_auth(&agent)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(stream.status(), StatusCode::OK);
+        let (_, provider) = app.create_provider("Towing").await;
+        app.register_vehicle(&provider, "T1", &["jump_start"], 31.2310, 121.4740)
+            .await;
+        // A fix from an hour ahead is refused.
+        let refused = app
+            .post(
+                "/v1/provider/positions",
+                Some(&provider),
+                &serde_json::json!({"fixes": [{"vehicle_id": "T1", "lat": 31.2311, "lon": 121.4741,
+                    "ts": chrono::Utc::now() + chrono::Duration::hours(1)}]}),
+            )
+            .await;
+        assert_eq!(refused.body["accepted"], 0, "{}", refused.text);
+        // One offer, declined; with no other truck the case escalates.
+        let case = app.create_case(&case_body()).await;
+        let case_id = case["case"]["id"].as_str().unwrap();
+        let offer = app.wait_for_offer(&provider, case_id).await;
+        let declined = app
+            .post(
+                &format!("/v1/provider/offers/{offer}/decline"),
+                Some(&provider),
+                &serde_json::json!({"reason": "busy"}),
+            )
+            .await;
+        assert_eq!(declined.status, StatusCode::OK, "{}", declined.text);
+        app.wait_for_status(case_id, domain::CaseStatus::Escalated)
+            .await;
+
+        let after = app.get("/metrics", None).await.text;
+        assert!(
+            after.contains("# TYPE rescue_dispatch_latency_seconds histogram"),
+            "{after}"
+        );
+        assert!(
+            after.contains(r#"rescue_dispatch_latency_seconds_bucket{le="0.0001"}"#),
+            "{after}"
+        );
+        let grew = |series: &str| {
+            let was = sample_sum(&before, series).unwrap_or(0.0);
+            let is = sample_sum(&after, series)
+                .unwrap_or_else(|| panic!("no `{series}` in the scrape:\n{after}"));
+            assert!(is > was, "`{series}` did not grow: {was} → {is}");
+        };
+        grew("rescue_dispatch_latency_seconds_count");
+        grew(r#"rescue_offers_total{outcome="sent"}"#);
+        grew(r#"rescue_offers_total{outcome="declined"}"#);
+        grew("rescue_escalations_total");
+        grew(r#"rescue_alerts_raised_total{kind="no_vehicle"}"#);
+        grew(r#"rescue_fixes_accepted_total{source="api"}"#);
+        grew("rescue_fixes_rejected_total");
+        // Published from the fleet at each scrape (by whichever server was scraped last,
+        // so only its presence is certain here).
+        assert!(
+            sample_sum(&after, r#"rescue_fleet_vehicles{state="available"}"#).is_some(),
+            "{after}"
+        );
+        let subscribers = sample_sum(&after, "rescue_stream_subscribers").expect("subscribers");
+        assert!(subscribers >= 1.0, "{subscribers}");
+        drop(stream);
+        app
+    }
+);
+
 api_test!(
     the_openapi_document_and_swagger_ui_are_served,
     |app| async move {

@@ -24,8 +24,46 @@ pub struct TestApp {
     pub state: dispatcher::state::AppState,
     pub jt808: Option<std::net::SocketAddr>,
     pub gt06: Option<std::net::SocketAddr>,
+    /// The separate OsmAnd port (`RESCUE_OSMAND_ADDR`).
+    pub osmand: Option<std::net::SocketAddr>,
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<anyhow::Result<()>>>,
+    runtime: ServerRuntime,
+}
+
+/// The runtime a test server runs on, its own and not the test's: every task the server
+/// spawns (HTTP connections, background loops, device listeners, the Redis bus links)
+/// lives on it, so shutting it down ends them all at once, as a crash would.
+struct ServerRuntime(Option<tokio::runtime::Runtime>);
+
+impl ServerRuntime {
+    fn new() -> ServerRuntime {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("test-server")
+            .enable_all()
+            .build()
+            .expect("server runtime builds");
+        ServerRuntime(Some(runtime))
+    }
+
+    fn handle(&self) -> &tokio::runtime::Handle {
+        self.0.as_ref().expect("server runtime is running").handle()
+    }
+
+    /// Cancels every task of the server without waiting for any of them.
+    fn shut_down(&mut self) {
+        if let Some(runtime) = self.0.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+impl Drop for ServerRuntime {
+    fn drop(&mut self) {
+        // Dropping a runtime inside the test's async context would panic; this does not.
+        self.shut_down();
+    }
 }
 
 /// A response, read whole.
@@ -61,6 +99,7 @@ pub fn test_settings(db: &TestDatabase) -> Settings {
     // Device listeners on ephemeral ports, so tests run side by side.
     settings.jt808_addr = "127.0.0.1:0".to_owned();
     settings.gt06_addr = "127.0.0.1:0".to_owned();
+    settings.osmand_addr = "127.0.0.1:0".to_owned();
     settings
 }
 
@@ -76,16 +115,24 @@ pub async fn spawn_app_with(
     let mut settings = test_settings(&db);
     customize(&mut settings);
     let config = Config::from_settings(settings).expect("valid test settings");
-    let application = Application::build_with_clock(config, clock)
+    let runtime = ServerRuntime::new();
+    // Built on the server's runtime, so its pools, listeners and bus tasks belong to it.
+    let application = runtime
+        .handle()
+        .spawn(Application::build_with_clock(config, clock))
         .await
+        .expect("build task")
         .expect("server builds");
     let address = format!("http://{}", application.address());
     let state = application.state().clone();
     let (jt808, gt06) = (application.jt808_address(), application.gt06_address());
+    let osmand = application.osmand_address();
     let (shutdown_tx, shutdown_rx) = oneshot::channel::<()>();
-    let server = tokio::spawn(application.run_until_stopped(async move {
-        let _ = shutdown_rx.await;
-    }));
+    let server = runtime
+        .handle()
+        .spawn(application.run_until_stopped(async move {
+            let _ = shutdown_rx.await;
+        }));
     TestApp {
         address,
         client: reqwest::Client::builder().build().unwrap(),
@@ -93,8 +140,10 @@ pub async fn spawn_app_with(
         state,
         jt808,
         gt06,
+        osmand,
         shutdown: Some(shutdown_tx),
         server: Some(server),
+        runtime,
     }
 }
 
@@ -320,6 +369,17 @@ impl TestApp {
                 .expect("server task")
                 .expect("server ran cleanly");
         }
+        self.runtime.shut_down();
+    }
+
+    /// Kills the server as a crash would: every task it runs is cancelled where it stands,
+    /// with no graceful shutdown, so nothing buffered in memory (positions waiting for the
+    /// flush, offers waiting for the expiry sweep) is written on the way out. Its database
+    /// stays as the crash left it; start a new server on it with `spawn_app_with`.
+    pub fn kill(mut self) {
+        self.runtime.shut_down();
+        // Dropping the rest (the state, with its connection pools) closes the
+        // connections, which the operating system would do for a dead process.
     }
 }
 

@@ -118,7 +118,7 @@ async fn offers_and_cancellations_reach_the_provider_as_signed_webhooks(backend:
         let server = hook_server(ResponseTemplate::new(204)).await;
         let app = spawn(db, 5).await;
         let url = format!("{}/hook", server.uri());
-        let (_, provider, secret) = provider_with_hook(&app, "Hooked Towing", &url).await;
+        let (provider_id, provider, secret) = provider_with_hook(&app, "Hooked Towing", &url).await;
         let (_, quiet) = app.create_provider("No Hook Towing").await;
         app.register_vehicle(&provider, "H1", &["jump_start", "tow"], 31.2304, 121.4637)
             .await;
@@ -235,6 +235,22 @@ async fn offers_and_cancellations_reach_the_provider_as_signed_webhooks(backend:
         let other = app.get("/v1/provider/webhooks", Some(&quiet)).await;
         assert_eq!(other.status, StatusCode::OK);
         assert_eq!(other.body["webhooks"], json!([]));
+        // Nor by naming the other provider, nor its vehicles.
+        let named = app
+            .get(
+                &format!("/v1/provider/webhooks?provider_id={provider_id}"),
+                Some(&quiet),
+            )
+            .await;
+        assert_eq!(
+            named.status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{}",
+            named.text
+        );
+        let vehicles = app.get("/v1/provider/vehicles", Some(&quiet)).await;
+        assert_eq!(vehicles.status, StatusCode::OK);
+        assert_eq!(vehicles.body["vehicles"], json!([]), "{}", vehicles.text);
         // Each event was delivered once, even with every instance deriving deliveries.
         let received = server.received_requests().await.unwrap();
         let mut ids: Vec<String> = received
@@ -499,3 +515,114 @@ async fn after_a_rotation_webhooks_verify_with_the_old_and_the_new_secret(backen
     .await;
 }
 on_both_backends!(after_a_rotation_webhooks_verify_with_the_old_and_the_new_secret);
+
+async fn expired_and_withdrawn_offers_reach_the_provider_as_signed_webhooks(backend: Backend) {
+    storage::testing::run_on(backend, |db| async move {
+        let server = hook_server(ResponseTemplate::new(204)).await;
+        // Expiry on manual time, as in the dispatch tests: the sweep runs every 20 ms, the
+        // offer runs out only when the test moves the clock. The clock starts at the real
+        // time, so signatures verify against it.
+        let clock = Arc::new(domain::ManualClock::new(chrono::Utc::now()));
+        let app = spawn_app_with(
+            db,
+            |settings| {
+                settings.webhook_allow_loopback = true;
+                settings.webhook_retry_base_ms = 20;
+                settings.webhook_retry_max_ms = 40;
+                settings.webhook_poll_ms = 20;
+                settings.webhook_timeout_ms = 500;
+                settings.stream_poll_ms = 20;
+                settings.offer_sweep_ms = 20;
+                settings.offer_timeout_s = 5;
+            },
+            clock.clone(),
+        )
+        .await;
+        let url = format!("{}/hook", server.uri());
+        let (_, provider, secret) = provider_with_hook(&app, "Sleepy Towing", &url).await;
+        app.register_vehicle_at(
+            &provider,
+            "H1",
+            &["jump_start"],
+            31.2304,
+            121.4637,
+            domain::Clock::now(&*clock),
+        )
+        .await;
+        let verify_signed = |request: &wiremock::Request| {
+            verify(
+                secret.as_bytes(),
+                &request.headers,
+                &request.body,
+                domain::Clock::now(&*clock),
+                DEFAULT_TOLERANCE,
+            )
+            .expect("the signature verifies with the provider's secret");
+        };
+
+        // Unanswered for the offer timeout: offer.expired.
+        let first = app.create_case(&case_body()).await;
+        let first_case = first["case"]["id"].as_str().unwrap().to_owned();
+        let expiring = app.wait_for_offer(&provider, &first_case).await;
+        clock.advance(chrono::Duration::seconds(5));
+        let request = wait_for_request(&server, "offer.expired", |_, body| {
+            body["event"] == "offer.expired" && body["data"]["id"] == expiring.as_str()
+        })
+        .await;
+        verify_signed(&request);
+        assert_eq!(header(&request, "rescue-webhook-event"), "offer.expired");
+        let body: Value = serde_json::from_slice(&request.body).unwrap();
+        assert_eq!(header(&request, "rescue-webhook-id"), body["id"]);
+        assert_eq!(body["data"]["case_id"], first_case.as_str());
+        assert_eq!(body["data"]["vehicle_id"], "H1");
+        assert_eq!(body["data"]["state"], "expired", "{body}");
+        // With its only truck tried, the first case escalates and the truck is free.
+        app.wait_for_status(&first_case, domain::CaseStatus::Escalated)
+            .await;
+
+        // A case cancelled while its offer is out: offer.withdrawn.
+        let second = app.create_case(&case_body()).await;
+        let second_case = second["case"]["id"].as_str().unwrap().to_owned();
+        let withdrawn = app.wait_for_offer(&provider, &second_case).await;
+        let cancelled = app
+            .post(
+                &format!("/v1/cases/{second_case}/cancel"),
+                Some(second["customer_token"].as_str().unwrap()),
+                &json!({}),
+            )
+            .await;
+        assert_eq!(cancelled.status, StatusCode::OK, "{}", cancelled.text);
+        let request = wait_for_request(&server, "offer.withdrawn", |_, body| {
+            body["event"] == "offer.withdrawn" && body["data"]["id"] == withdrawn.as_str()
+        })
+        .await;
+        verify_signed(&request);
+        assert_eq!(header(&request, "rescue-webhook-event"), "offer.withdrawn");
+        let body: Value = serde_json::from_slice(&request.body).unwrap();
+        assert_eq!(body["data"]["case_id"], second_case.as_str());
+        assert_eq!(body["data"]["state"], "withdrawn", "{body}");
+        // Neither offer was announced as the other's fate.
+        let received = server.received_requests().await.unwrap();
+        let fates: Vec<(String, String)> = received
+            .iter()
+            .filter_map(|request| {
+                let body: Value = serde_json::from_slice(&request.body).ok()?;
+                let event = body["event"].as_str()?;
+                let offer = body["data"]["id"].as_str()?;
+                (event == "offer.expired" || event == "offer.withdrawn")
+                    .then(|| (event.to_owned(), offer.to_owned()))
+            })
+            .collect();
+        assert_eq!(
+            fates,
+            [
+                ("offer.expired".to_owned(), expiring.clone()),
+                ("offer.withdrawn".to_owned(), withdrawn.clone())
+            ],
+            "each fate delivered once"
+        );
+        app.stop().await;
+    })
+    .await;
+}
+on_both_backends!(expired_and_withdrawn_offers_reach_the_provider_as_signed_webhooks);
