@@ -10,6 +10,7 @@ pub mod app;
 pub mod bus;
 pub mod config;
 pub mod demo;
+pub mod diagnosis;
 pub mod devices;
 pub mod fleet;
 pub mod matching;

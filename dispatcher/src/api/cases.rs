@@ -89,6 +89,7 @@ pub async fn create_case(
     };
     let key = idempotency_key(&headers)?;
     let request_hash = body.canonical_sha256;
+    let safety = body.value.safety.unwrap_or_default();
     let new_case = NewCase::parse(body.value)?;
     let now = domain::time::to_storage_precision(state.clock.now());
     let case = new_case.open(CaseId::new_v7(), now);
@@ -104,6 +105,8 @@ pub async fn create_case(
             "fault_category": case.fault.category,
             "symptoms": case.fault.symptoms,
             "road_kind": case.location.road_kind,
+            "powertrain": case.customer.powertrain,
+            "safety": safety,
         }),
     );
     let tracking_url = format!(
