@@ -225,9 +225,16 @@ pub fn parse_radii_km(text: &str) -> anyhow::Result<Vec<f64>> {
 /// Parses `RESCUE_PHONE_POOL` ("+8610…,+8610…"): distinct phone numbers, in order.
 pub fn parse_phone_pool(text: &str) -> anyhow::Result<Vec<domain::PhoneNumber>> {
     let mut numbers: Vec<domain::PhoneNumber> = Vec::new();
-    for part in text.split(',').map(str::trim).filter(|part| !part.is_empty()) {
+    for part in text
+        .split(',')
+        .map(str::trim)
+        .filter(|part| !part.is_empty())
+    {
         let number = domain::PhoneNumber::parse(part).map_err(|error| {
-            anyhow::anyhow!("RESCUE_PHONE_POOL: `{part}` is not a phone number: {}", error.message)
+            anyhow::anyhow!(
+                "RESCUE_PHONE_POOL: `{part}` is not a phone number: {}",
+                error.message
+            )
         })?;
         anyhow::ensure!(
             !numbers.contains(&number),

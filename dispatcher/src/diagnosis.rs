@@ -136,7 +136,9 @@ impl DiagnosisDesk {
         if stored_version != self.rules.read().version {
             match Self::read_rules(self.store.as_ref()).await {
                 Ok(rules) => *self.rules.write() = rules,
-                Err(error) => tracing::warn!(error = %error, "stored triage rules unreadable; keeping the active ones"),
+                Err(error) => {
+                    tracing::warn!(error = %error, "stored triage rules unreadable; keeping the active ones")
+                }
             }
         }
         Ok(())
@@ -420,7 +422,11 @@ impl PhoneBridge for PoolPhoneBridge {
         }
         let binding = NewPhoneBinding {
             case_id,
-            pool: self.pool.iter().map(|number| number.as_str().to_owned()).collect(),
+            pool: self
+                .pool
+                .iter()
+                .map(|number| number.as_str().to_owned())
+                .collect(),
             party_a: party_a.as_str().to_owned(),
             party_b: party_b.as_str().to_owned(),
             at: self.clock.now(),

@@ -9,8 +9,8 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 
 use crate::error::map_sqlx;
 use crate::queries::impl_store;
-use crate::queries_dispatch::impl_dispatch_store;
 use crate::queries_diagnosis::impl_diagnosis_store;
+use crate::queries_dispatch::impl_dispatch_store;
 use crate::queries_tracking::impl_tracking_store;
 use crate::queries_webhooks::impl_webhook_store;
 

@@ -488,7 +488,9 @@ impl TryFrom<TicketRow> for domain::DiagnosisTicket {
             rule_id: row.rule_id,
             expected_fix_s: u32::try_from(row.expected_fix_s)
                 .map_err(|_| corrupt("expected fix", row.expected_fix_s))?,
-            expected_truck_eta_s: row.expected_truck_eta_s.and_then(|eta| u32::try_from(eta).ok()),
+            expected_truck_eta_s: row
+                .expected_truck_eta_s
+                .and_then(|eta| u32::try_from(eta).ok()),
             priority: row.priority,
             queued_at: row.queued_at,
             claimed_by: row.claimed_by.map(Into::into),

@@ -140,7 +140,9 @@ impl Dispatcher {
         match triaged {
             crate::diagnosis::Triaged::Queued(_) => return Ok(DispatchOutcome::QueuedForDiagnosis),
             // Someone else took it in already.
-            crate::diagnosis::Triaged::AlreadyTriaged => return Ok(DispatchOutcome::NotDispatching),
+            crate::diagnosis::Triaged::AlreadyTriaged => {
+                return Ok(DispatchOutcome::NotDispatching);
+            }
             crate::diagnosis::Triaged::Dispatch => {}
         }
         let outcome = self.dispatch(case_id).await?;
