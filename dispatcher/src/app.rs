@@ -129,6 +129,21 @@ impl Application {
             tie_window_s: to_u32(settings.tie_window_s),
             retry_after_s: to_u32(settings.dispatch_retry_s),
         };
+        let policy = remote_diagnosis::QueuePolicy {
+            claim_timeout_s: to_u32(settings.diagnosis_claim_timeout_s),
+            max_wait_s: to_u32(settings.diagnosis_max_wait_s),
+            ..remote_diagnosis::QueuePolicy::default()
+        };
+        let desk = Arc::new(
+            crate::diagnosis::DiagnosisDesk::load(store.clone(), clock.clone(), policy)
+                .await
+                .context("loading the triage rules")?,
+        );
+        let phone = Arc::new(crate::diagnosis::PoolPhoneBridge::new(
+            store.clone(),
+            clock.clone(),
+            crate::config::parse_phone_pool(&settings.phone_pool)?,
+        ));
         let dispatcher = Arc::new(Dispatcher::new(
             store.clone(),
             registry.clone(),
@@ -136,6 +151,7 @@ impl Application {
             scores,
             clock.clone(),
             dispatch_settings,
+            desk.clone(),
         ));
         let tracking = Arc::new(crate::tracking::Tracking::new(
             store.clone(),
@@ -161,6 +177,8 @@ impl Application {
             crate::webhooks::build_worker(store.clone(), keys.clone(), clock.clone(), &webhooks)
                 .context("building the webhook client")?;
         let state = AppState {
+            diagnosis: desk,
+            phone,
             webhooks,
             tracking,
             events,

@@ -181,6 +181,14 @@ settings! {
         help = "Seconds a case.* (or offer.withdrawn/expired) webhook is retried before it is dead-lettered";
     webhook_secret_grace_h: u64 = 24, env = "RESCUE_WEBHOOK_SECRET_GRACE_H", shown = "24",
         help = "Hours the previous webhook secret still signs after a rotation";
+    diagnosis_max_wait_s: u64 = 300, env = "RESCUE_DIAGNOSIS_MAX_WAIT_S", shown = "300",
+        help = "A phone-solvable case no expert has claimed this long is dispatched anyway, with a diagnosis_wait alert";
+    diagnosis_claim_timeout_s: u64 = 600, env = "RESCUE_DIAGNOSIS_CLAIM_TIMEOUT_S", shown = "600",
+        help = "An expert's claim on a ticket lapses (the ticket returns to the queue) when they report nothing this long";
+    diagnosis_sweep_ms: u64 = 1_000, env = "RESCUE_DIAGNOSIS_SWEEP_MS", shown = "1000",
+        help = "How often lapsed claims and tickets due for the fallback are looked for";
+    phone_pool: String = String::new(), env = "RESCUE_PHONE_POOL", shown = "unset: no masked calls",
+        help = "Virtual numbers for masked calls, comma-separated (+8610…,+8610…); each is bound to one case at a time";
     sweep_interval_s: u64 = 60, env = "RESCUE_SWEEP_INTERVAL_S", shown = "60",
         help = "Seconds between housekeeping sweeps (expired sessions and idempotency keys)";
 }
@@ -212,6 +220,29 @@ pub fn parse_radii_km(text: &str) -> anyhow::Result<Vec<f64>> {
         "RESCUE_DISPATCH_RADII_KM must be increasing positive kilometres"
     );
     Ok(radii)
+}
+
+/// Parses `RESCUE_PHONE_POOL` ("+8610…,+8610…"): distinct phone numbers, in order.
+pub fn parse_phone_pool(text: &str) -> anyhow::Result<Vec<domain::PhoneNumber>> {
+    let mut numbers: Vec<domain::PhoneNumber> = Vec::new();
+    for part in text
+        .split(',')
+        .map(str::trim)
+        .filter(|part| !part.is_empty())
+    {
+        let number = domain::PhoneNumber::parse(part).map_err(|error| {
+            anyhow::anyhow!(
+                "RESCUE_PHONE_POOL: `{part}` is not a phone number: {}",
+                error.message
+            )
+        })?;
+        anyhow::ensure!(
+            !numbers.contains(&number),
+            "RESCUE_PHONE_POOL lists {number} twice"
+        );
+        numbers.push(number);
+    }
+    Ok(numbers)
 }
 
 /// The storage backend chosen by the database URL's scheme.
@@ -318,6 +349,19 @@ impl Config {
             settings.fix_flush_ms >= 10,
             "RESCUE_FIX_FLUSH_MS must be at least 10"
         );
+        anyhow::ensure!(
+            (1..=86_400).contains(&settings.diagnosis_max_wait_s),
+            "RESCUE_DIAGNOSIS_MAX_WAIT_S must be between 1 and 86400"
+        );
+        anyhow::ensure!(
+            (1..=86_400).contains(&settings.diagnosis_claim_timeout_s),
+            "RESCUE_DIAGNOSIS_CLAIM_TIMEOUT_S must be between 1 and 86400"
+        );
+        anyhow::ensure!(
+            settings.diagnosis_sweep_ms >= 10,
+            "RESCUE_DIAGNOSIS_SWEEP_MS must be at least 10"
+        );
+        parse_phone_pool(&settings.phone_pool)?;
         if !settings.secret_key.is_empty() {
             anyhow::ensure!(
                 settings.secret_key.len() == 64 && hex::decode(&settings.secret_key).is_ok(),

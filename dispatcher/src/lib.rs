@@ -11,6 +11,7 @@ pub mod bus;
 pub mod config;
 pub mod demo;
 pub mod devices;
+pub mod diagnosis;
 pub mod fleet;
 pub mod matching;
 pub mod registry;

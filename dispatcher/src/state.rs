@@ -46,6 +46,10 @@ pub struct AppState {
     pub devices: Arc<crate::devices::DeviceIntake>,
     /// Outgoing webhook settings (SSRF policy, retry budget, secret rotation grace).
     pub webhooks: Arc<crate::webhooks::WebhookSettings>,
+    /// Triage and the phone-expert queue.
+    pub diagnosis: Arc<crate::diagnosis::DiagnosisDesk>,
+    /// Masked calls through the configured number pool.
+    pub phone: Arc<crate::diagnosis::PoolPhoneBridge>,
     /// Recently seen provider API keys (by hash), so the position stream does not cost a
     /// database read per request.
     pub provider_keys: Arc<KeyCache>,

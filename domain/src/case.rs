@@ -308,6 +308,11 @@ pub struct CaseInput {
     /// Service level; `standard` when absent.
     #[serde(default)]
     pub tier: Option<Tier>,
+    /// Safety facts for triage (accident, injury, smoke or fire, a vulnerable customer,
+    /// a customer asking for a truck); all `false` when absent. Any one sends a vehicle at
+    /// once instead of queueing the case for a phone expert.
+    #[serde(default)]
+    pub safety: Option<crate::diagnosis::SafetyReport>,
 }
 
 /// The driver, as sent.

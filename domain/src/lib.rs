@@ -16,6 +16,7 @@ mod macros;
 pub mod account;
 pub mod area;
 pub mod case;
+pub mod diagnosis;
 pub mod error;
 pub mod event;
 pub mod fleet;
@@ -31,6 +32,7 @@ pub use case::{
     Case, CaseInput, Channel, Customer, Fault, FaultCategory, Location, NewCase, PhoneNumber,
     Powertrain, RoadKind, Service, Tier,
 };
+pub use diagnosis::{DiagnosisTicket, SafetyReport, TicketOutcome};
 pub use error::{FieldError, ValidationErrors};
 pub use event::{Actor, Event, EventKind, NewEvent};
 pub use fleet::{

@@ -667,6 +667,124 @@ pub trait WebhookStore: Send + Sync {
     ) -> Result<Provider, StoreError>;
 }
 
+/// The phone-expert queue and masked-call bindings. Every method that changes a case is
+/// one transaction with its timeline events; claims hand each ticket to exactly one
+/// expert, however many ask at once and on however many instances.
+#[async_trait]
+pub trait DiagnosisStore: Send + Sync {
+    /// Triage found the case phone-solvable: appends `triage`, moves the case `new →
+    /// diagnosing`, stores the ticket and appends `diagnosis_queued`. A case no longer
+    /// `new` is a [`StoreError::Conflict`].
+    async fn queue_for_diagnosis(
+        &self,
+        case_id: CaseId,
+        ticket: &crate::diagnosis::NewTicket,
+        triage: &NewEvent,
+    ) -> Result<crate::diagnosis::DiagnosisTicket, StoreError>;
+    /// Triage found the case needs a vehicle: appends `triage` and moves the case `new →
+    /// dispatching` (reason `reason`). A case no longer `new` is a [`StoreError::Conflict`].
+    async fn triage_to_dispatch(
+        &self,
+        case_id: CaseId,
+        triage: &NewEvent,
+        reason: &str,
+    ) -> Result<Case, StoreError>;
+    /// Hands the expert the first eligible ticket in queue order (`priority DESC,
+    /// queued_at ASC, id ASC`): open, not under a live claim, needing one of the expert's
+    /// skills, not due for the fallback. Appends `diagnosis_claimed`. `None` when there is
+    /// nothing to claim.
+    async fn claim_ticket(
+        &self,
+        claim: &crate::diagnosis::TicketClaim,
+    ) -> Result<Option<crate::diagnosis::DiagnosisTicket>, StoreError>;
+    /// A ticket by id.
+    async fn get_ticket(
+        &self,
+        id: crate::ids::TicketId,
+    ) -> Result<Option<crate::diagnosis::DiagnosisTicket>, StoreError>;
+    /// The case's ticket, if it was ever queued.
+    async fn case_ticket(
+        &self,
+        case_id: CaseId,
+    ) -> Result<Option<crate::diagnosis::DiagnosisTicket>, StoreError>;
+    /// Open tickets in queue order (claimed ones included).
+    async fn open_tickets(
+        &self,
+        limit: u32,
+    ) -> Result<Vec<crate::diagnosis::DiagnosisTicket>, StoreError>;
+    /// The expert reports: `solved` closes the case as `resolved_remotely` (and releases its
+    /// virtual number), `escalated` raises the priority and moves the case to
+    /// `dispatching`. Appends `diagnosis_solved` or `diagnosis_escalated`. Refused with
+    /// [`StoreError::Conflict`] when the ticket is closed or the expert does not hold it.
+    async fn report_ticket(
+        &self,
+        id: crate::ids::TicketId,
+        report: &crate::diagnosis::TicketReport,
+    ) -> Result<(crate::diagnosis::DiagnosisTicket, Case), StoreError>;
+    /// Open tickets whose claim expired at `now`.
+    async fn expired_claims(
+        &self,
+        now: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<crate::ids::TicketId>, StoreError>;
+    /// Returns an expired claim to the queue (priority + `requeue_points`), appending
+    /// `diagnosis_released`. `None` when the claim is no longer expired (reported,
+    /// already lapsed by another instance).
+    async fn lapse_claim(
+        &self,
+        id: crate::ids::TicketId,
+        now: Timestamp,
+        requeue_points: i32,
+    ) -> Result<Option<crate::diagnosis::DiagnosisTicket>, StoreError>;
+    /// Open, unclaimed (or expired-claim) tickets queued at or before `cutoff`.
+    async fn tickets_due_for_fallback(
+        &self,
+        cutoff: Timestamp,
+        now: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<crate::ids::TicketId>, StoreError>;
+    /// Dispatches a ticket nobody picked up in time: outcome `timed_out`, the case `→
+    /// dispatching`, and `alert` (a `diagnosis_wait`) raised. `None` when the ticket is no
+    /// longer due (claimed, closed, already handled by another instance).
+    async fn fall_back(
+        &self,
+        id: crate::ids::TicketId,
+        cutoff: Timestamp,
+        now: Timestamp,
+        alert: &NewAlert,
+    ) -> Result<Option<(crate::diagnosis::DiagnosisTicket, Case)>, StoreError>;
+    /// Binds a virtual number from `binding.pool` to the case and its parties: the case's
+    /// live number if it has one (parties replaced), else the least recently released free
+    /// one. `None` when every number is bound to another case.
+    async fn bind_phone(
+        &self,
+        binding: &crate::diagnosis::NewPhoneBinding,
+    ) -> Result<Option<crate::diagnosis::PhoneBindingRecord>, StoreError>;
+    /// Releases the case's live number, if any.
+    async fn release_phone(&self, case_id: CaseId, at: Timestamp) -> Result<(), StoreError>;
+    /// The live binding of a virtual number.
+    async fn phone_binding(
+        &self,
+        virtual_number: &str,
+    ) -> Result<Option<crate::diagnosis::PhoneBindingRecord>, StoreError>;
+    /// The active triage rules document (text, version), if one was ever stored.
+    async fn triage_rules(&self) -> Result<Option<(String, i64)>, StoreError>;
+    /// Stores a new active triage rules document and returns its version (previous + 1).
+    async fn save_triage_rules(
+        &self,
+        text: &str,
+        actor: &Actor,
+        at: Timestamp,
+    ) -> Result<i64, StoreError>;
+    /// Cases created in `[from, to)` that are past diagnosis (not `new`, not
+    /// `diagnosing`), with their closed ticket if they had one.
+    async fn diagnosis_report_rows(
+        &self,
+        from: Timestamp,
+        to: Timestamp,
+    ) -> Result<Vec<crate::diagnosis::DiagnosisReportRow>, StoreError>;
+}
+
 /// Everything the server needs from storage.
 pub trait Store:
     AccountStore
@@ -675,6 +793,7 @@ pub trait Store:
     + DispatchStore
     + TrackingStore
     + WebhookStore
+    + DiagnosisStore
     + MaintenanceStore
     + Send
     + Sync

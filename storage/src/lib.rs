@@ -18,6 +18,7 @@
 mod error;
 mod postgres;
 mod queries;
+mod queries_diagnosis;
 mod queries_dispatch;
 mod queries_tracking;
 mod queries_webhooks;

@@ -9,6 +9,7 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 
 use crate::error::map_sqlx;
 use crate::queries::impl_store;
+use crate::queries_diagnosis::impl_diagnosis_store;
 use crate::queries_dispatch::impl_dispatch_store;
 use crate::queries_tracking::impl_tracking_store;
 use crate::queries_webhooks::impl_webhook_store;
@@ -111,6 +112,13 @@ impl PgStore {
          AND (claimed_until IS NULL OR claimed_until < $1) ORDER BY next_attempt_at LIMIT $2 FOR UPDATE SKIP LOCKED) \
          RETURNING id, provider_id, event, case_id, url, body, status, attempts, next_attempt_at, deadline, created_at, delivered_at, dead_lettered_at, dead_letter_reason";
 
+    /// The next ticket for an expert, locked with its case; tickets other experts are
+    /// claiming right now are skipped, not waited for.
+    const CLAIM_TICKET_SQL: &'static str = "SELECT t.id, t.case_id FROM diagnosis_tickets t JOIN cases c ON c.id = t.case_id \
+         WHERE t.outcome IS NULL AND (t.claimed_by IS NULL OR t.claim_expires_at <= $1) \
+         AND t.skill IN (SELECT jsonb_array_elements_text($2)) AND t.queued_at > $3 \
+         ORDER BY t.priority DESC, t.queued_at ASC, t.id ASC LIMIT 1 FOR UPDATE OF t, c SKIP LOCKED";
+
     /// Pending offers due for expiry, locking their cases and skipping cases another
     /// instance is working on, so concurrent sweeps share the work without waiting.
     const DUE_OFFERS_SQL: &'static str = "SELECT o.id, o.case_id FROM offers o JOIN cases c ON c.id = o.case_id \
@@ -172,6 +180,7 @@ impl_store!(PgStore, sqlx::Postgres);
 impl_dispatch_store!(PgStore, sqlx::Postgres);
 impl_tracking_store!(PgStore, sqlx::Postgres);
 impl_webhook_store!(PgStore, sqlx::Postgres);
+impl_diagnosis_store!(PgStore, sqlx::Postgres);
 
 impl domain::ports::Store for PgStore {
     fn backend(&self) -> &'static str {

@@ -894,6 +894,7 @@ macro_rules! impl_dispatch_store {
                 let mut released = domain::ports::Released::default();
                 Self::withdraw_pending(&mut tx, case_id, actor, at, "case_cancelled", &mut released).await?;
                 Self::release_job(&mut tx, case_id, actor, at, "case_cancelled", &mut released).await?;
+                Self::abandon_diagnosis(&mut tx, case_id, at).await?;
                 Self::change_status(&mut tx, case_id, status, domain::CaseStatus::Cancelled, None, actor, at, reason).await?;
                 let case = Self::fetch_case(&mut *tx, case_id).await?.ok_or(domain::ports::StoreError::NotFound)?;
                 tx.commit().await.map_err($crate::error::map_sqlx)?;
@@ -943,6 +944,7 @@ macro_rules! impl_dispatch_store {
                 let mut released = domain::ports::Released::default();
                 if to == Completed {
                     Self::release_job(&mut tx, case_id, &actor, at, "job_completed", &mut released).await?;
+                    Self::release_phone_in_tx(&mut tx, case_id, at).await?;
                 }
                 let case = Self::fetch_case(&mut *tx, case_id).await?.ok_or(domain::ports::StoreError::NotFound)?;
                 tx.commit().await.map_err($crate::error::map_sqlx)?;

@@ -450,3 +450,89 @@ impl TryFrom<WebhookRow> for domain::ports::WebhookDelivery {
         })
     }
 }
+
+/// Columns of `diagnosis_tickets`, in the order every query selects them.
+pub(crate) const TICKET_COLUMNS: &str = "id, case_id, category, skill, rule_id, expected_fix_s, expected_truck_eta_s, \
+     priority, queued_at, claimed_by, claimed_at, claim_expires_at, first_claimed_at, lapsed_claims, outcome, notes, closed_at";
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct TicketRow {
+    id: Uuid,
+    case_id: Uuid,
+    category: String,
+    skill: String,
+    rule_id: String,
+    expected_fix_s: i32,
+    expected_truck_eta_s: Option<i32>,
+    priority: i32,
+    queued_at: DateTime<Utc>,
+    claimed_by: Option<Uuid>,
+    claimed_at: Option<DateTime<Utc>>,
+    claim_expires_at: Option<DateTime<Utc>>,
+    first_claimed_at: Option<DateTime<Utc>>,
+    lapsed_claims: i32,
+    outcome: Option<String>,
+    notes: Option<String>,
+    closed_at: Option<DateTime<Utc>>,
+}
+
+impl TryFrom<TicketRow> for domain::DiagnosisTicket {
+    type Error = StoreError;
+
+    fn try_from(row: TicketRow) -> Result<Self, Self::Error> {
+        Ok(domain::DiagnosisTicket {
+            id: row.id.into(),
+            case_id: row.case_id.into(),
+            category: vocabulary("fault category", &row.category)?,
+            skill: row.skill,
+            rule_id: row.rule_id,
+            expected_fix_s: u32::try_from(row.expected_fix_s)
+                .map_err(|_| corrupt("expected fix", row.expected_fix_s))?,
+            expected_truck_eta_s: row
+                .expected_truck_eta_s
+                .and_then(|eta| u32::try_from(eta).ok()),
+            priority: row.priority,
+            queued_at: row.queued_at,
+            claimed_by: row.claimed_by.map(Into::into),
+            claimed_at: row.claimed_at,
+            claim_expires_at: row.claim_expires_at,
+            first_claimed_at: row.first_claimed_at,
+            lapsed_claims: u32::try_from(row.lapsed_claims)
+                .map_err(|_| corrupt("lapsed claims", row.lapsed_claims))?,
+            outcome: row
+                .outcome
+                .as_deref()
+                .map(|outcome| vocabulary("ticket outcome", outcome))
+                .transpose()?,
+            notes: row.notes,
+            closed_at: row.closed_at,
+        })
+    }
+}
+
+/// Columns of `phone_bindings`, in the order every query selects them.
+pub(crate) const PHONE_BINDING_COLUMNS: &str =
+    "virtual_number, case_id, party_a, party_b, bound_at, released_at";
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct PhoneBindingRow {
+    virtual_number: String,
+    case_id: Uuid,
+    party_a: String,
+    party_b: String,
+    bound_at: DateTime<Utc>,
+    released_at: Option<DateTime<Utc>>,
+}
+
+impl From<PhoneBindingRow> for domain::diagnosis::PhoneBindingRecord {
+    fn from(row: PhoneBindingRow) -> Self {
+        domain::diagnosis::PhoneBindingRecord {
+            virtual_number: row.virtual_number,
+            case_id: row.case_id.into(),
+            party_a: row.party_a,
+            party_b: row.party_b,
+            bound_at: row.bound_at,
+            released_at: row.released_at,
+        }
+    }
+}

@@ -11,6 +11,7 @@ use sqlx::sqlite::{
 
 use crate::error::map_sqlx;
 use crate::queries::impl_store;
+use crate::queries_diagnosis::impl_diagnosis_store;
 use crate::queries_dispatch::impl_dispatch_store;
 use crate::queries_tracking::impl_tracking_store;
 use crate::queries_webhooks::impl_webhook_store;
@@ -138,6 +139,13 @@ impl SqliteStore {
          AND (claimed_until IS NULL OR claimed_until < $1) ORDER BY next_attempt_at LIMIT $2) \
          RETURNING id, provider_id, event, case_id, url, body, status, attempts, next_attempt_at, deadline, created_at, delivered_at, dead_lettered_at, dead_letter_reason";
 
+    /// The next ticket for an expert. One writer at a time: the select and the update of
+    /// the claim run in one transaction nobody else can interleave with.
+    const CLAIM_TICKET_SQL: &'static str = "SELECT t.id, t.case_id FROM diagnosis_tickets t \
+         WHERE t.outcome IS NULL AND (t.claimed_by IS NULL OR t.claim_expires_at <= $1) \
+         AND t.skill IN (SELECT value FROM json_each($2)) AND t.queued_at > $3 \
+         ORDER BY t.priority DESC, t.queued_at ASC, t.id ASC LIMIT 1";
+
     /// Pending offers due for expiry. One writer at a time: no row locks needed.
     const DUE_OFFERS_SQL: &'static str = "SELECT o.id, o.case_id FROM offers o \
          WHERE o.state = 'pending' AND o.expires_at <= $1 ORDER BY o.expires_at LIMIT $2";
@@ -177,6 +185,7 @@ impl_store!(SqliteStore, sqlx::Sqlite);
 impl_dispatch_store!(SqliteStore, sqlx::Sqlite);
 impl_tracking_store!(SqliteStore, sqlx::Sqlite);
 impl_webhook_store!(SqliteStore, sqlx::Sqlite);
+impl_diagnosis_store!(SqliteStore, sqlx::Sqlite);
 
 impl domain::ports::Store for SqliteStore {
     fn backend(&self) -> &'static str {

@@ -89,6 +89,7 @@ pub async fn create_case(
     };
     let key = idempotency_key(&headers)?;
     let request_hash = body.canonical_sha256;
+    let safety = body.value.safety.unwrap_or_default();
     let new_case = NewCase::parse(body.value)?;
     let now = domain::time::to_storage_precision(state.clock.now());
     let case = new_case.open(CaseId::new_v7(), now);
@@ -104,6 +105,8 @@ pub async fn create_case(
             "fault_category": case.fault.category,
             "symptoms": case.fault.symptoms,
             "road_kind": case.location.road_kind,
+            "powertrain": case.customer.powertrain,
+            "safety": safety,
         }),
     );
     let tracking_url = format!(
@@ -166,7 +169,8 @@ pub async fn create_case(
     }
 }
 
-/// Reads a case: an agent any case, a customer only their own (any other is 404).
+/// Reads a case: an agent any case, a customer only their own, a phone expert only a
+/// case whose diagnosis ticket they hold (any other is 404).
 #[utoipa::path(get, path = "/v1/cases/{case_id}", tag = "cases",
     security(("bearer" = [])),
     params(("case_id" = String, Path, description = "case id")),
@@ -178,7 +182,19 @@ pub async fn get_case(
     Path(raw_id): Path<String>,
 ) -> Result<Json<Case>, ApiError> {
     let id = case_id(&raw_id)?;
-    authorize_case_reader(&principal, id)?;
+    match &principal {
+        Principal::User(user) if user.role == Role::Expert => {
+            let holds = state
+                .store
+                .case_ticket(id)
+                .await?
+                .is_some_and(|ticket| ticket.claimed_by == Some(user.id));
+            if !holds {
+                return Err(ApiError::not_found("case"));
+            }
+        }
+        other => authorize_case_reader(other, id)?,
+    }
     let mut case = state
         .store
         .get_case(id)

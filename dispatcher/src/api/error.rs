@@ -140,6 +140,24 @@ impl ApiError {
     }
 }
 
+impl ApiError {
+    /// Adds a `Retry-After` header (seconds).
+    pub fn set_retry_after(&mut self, seconds: u64) {
+        self.retry_after_s = Some(seconds);
+    }
+
+    /// 422 for a refused triage rules document: the message names the line, column and
+    /// field of every problem.
+    pub fn invalid_rules(error: remote_diagnosis::RulesError) -> Self {
+        let message = error.to_string();
+        let errors = ValidationErrors::from(error);
+        let mut api_error = Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_rules", message);
+        api_error.field = errors.first().map(|first| first.field.clone());
+        api_error.details = errors.0;
+        api_error
+    }
+}
+
 impl From<ValidationErrors> for ApiError {
     fn from(errors: ValidationErrors) -> Self {
         let first = errors.first().cloned();

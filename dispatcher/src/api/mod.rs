@@ -5,6 +5,7 @@
 pub mod admin;
 pub mod auth;
 pub mod cases;
+pub mod diagnosis;
 pub mod dispatch;
 pub mod error;
 pub mod extract;
@@ -51,6 +52,7 @@ use crate::state::AppState;
         (name = "dispatch", description = "agents: fleet map, assignment, offers, alerts"),
         (name = "devices", description = "GPS devices and phone apps (OsmAnd protocol)"),
         (name = "tracking", description = "trajectories, alert handling, the customer's tracking link"),
+        (name = "diagnosis", description = "remote diagnosis: triage rules, the phone-expert queue, masked calls, the report"),
     )
 )]
 pub struct ApiDoc;
@@ -105,6 +107,16 @@ pub fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(webhooks::list_webhooks))
         .routes(routes!(webhooks::provider_webhooks))
         .routes(routes!(crate::stream::sse::stream))
+        .routes(routes!(
+            diagnosis::get_triage_rules,
+            diagnosis::put_triage_rules
+        ))
+        .routes(routes!(diagnosis::queue))
+        .routes(routes!(diagnosis::claim))
+        .routes(routes!(diagnosis::solve))
+        .routes(routes!(diagnosis::escalate))
+        .routes(routes!(diagnosis::call))
+        .routes(routes!(diagnosis::report_view))
         .routes(routes!(tracking::trajectory))
         .routes(routes!(tracking::acknowledge))
         .routes(routes!(tracking::resolve))

@@ -10,7 +10,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Instant;
 
-use domain::ports::{DispatchState, NewAlert, NewOffer, Store, StoreError, Transition};
+use domain::ports::{DispatchState, NewAlert, NewOffer, Store, StoreError};
 use domain::{
     Actor, AlertId, AlertKind, Case, CaseId, CaseStatus, Clock, EventKind, NewEvent, Offer,
     OfferId, OfferState, Severity, VehicleState,
@@ -62,6 +62,8 @@ pub enum DispatchOutcome {
     AlreadyOffered,
     /// Another task of this instance is dispatching the case right now.
     InFlight,
+    /// Triage queued the case for a phone expert; no vehicle is sought.
+    QueuedForDiagnosis,
 }
 
 /// The dispatcher (see the module docs).
@@ -72,6 +74,7 @@ pub struct Dispatcher {
     scores: Arc<ProviderScores>,
     clock: Arc<dyn Clock>,
     settings: DispatchSettings,
+    desk: Arc<crate::diagnosis::DiagnosisDesk>,
     in_flight: Mutex<HashSet<CaseId>>,
 }
 
@@ -96,6 +99,7 @@ impl Dispatcher {
         scores: Arc<ProviderScores>,
         clock: Arc<dyn Clock>,
         settings: DispatchSettings,
+        desk: Arc<crate::diagnosis::DiagnosisDesk>,
     ) -> Dispatcher {
         Dispatcher {
             store,
@@ -104,6 +108,7 @@ impl Dispatcher {
             scores,
             clock,
             settings,
+            desk,
             in_flight: Mutex::new(HashSet::new()),
         }
     }
@@ -118,23 +123,28 @@ impl Dispatcher {
         &self.scores
     }
 
-    /// Takes a new case in: it needs a vehicle, so it goes to `dispatching` and gets its
-    /// first offer.
+    /// The remote-diagnosis desk (triage, the expert queue).
+    pub fn desk(&self) -> &Arc<crate::diagnosis::DiagnosisDesk> {
+        &self.desk
+    }
+
+    /// Takes a new case in: triage decides (with the safety override first) whether it
+    /// waits for a phone expert (`diagnosing`) or needs a vehicle, in which case it goes
+    /// to `dispatching` and gets its first offer.
     #[tracing::instrument(skip_all, fields(case_id = %case_id))]
     pub async fn intake(&self, case_id: CaseId) -> Result<DispatchOutcome, StoreError> {
         let started = Instant::now();
-        let transition = Transition {
-            to: CaseStatus::Dispatching,
-            expected_from: Some(CaseStatus::New),
-            actor: Actor::System,
-            at: self.clock.now(),
-            reason: Some("needs_vehicle".into()),
-        };
-        match self.store.transition_case(case_id, &transition).await {
-            Ok(_) => {}
+        let triaged = self
+            .desk
+            .triage(case_id, |case| self.expected_eta_s(case))
+            .await?;
+        match triaged {
+            crate::diagnosis::Triaged::Queued(_) => return Ok(DispatchOutcome::QueuedForDiagnosis),
             // Someone else took it in already.
-            Err(StoreError::Conflict(_)) => return Ok(DispatchOutcome::NotDispatching),
-            Err(error) => return Err(error),
+            crate::diagnosis::Triaged::AlreadyTriaged => {
+                return Ok(DispatchOutcome::NotDispatching);
+            }
+            crate::diagnosis::Triaged::Dispatch => {}
         }
         let outcome = self.dispatch(case_id).await?;
         if matches!(outcome, DispatchOutcome::Offered(_)) {
@@ -204,6 +214,17 @@ impl Dispatcher {
         } else {
             None
         }
+    }
+
+    /// The ETA of the best vehicle that could be offered the case now: what the driver
+    /// would wait for a truck (the report's saved waiting).
+    pub fn expected_eta_s(&self, case: &Case) -> Option<u32> {
+        let state = DispatchState {
+            case: case.clone(),
+            offers_in_round: Vec::new(),
+        };
+        let (ranked, _, _) = self.candidates(&state, 1)?;
+        ranked.iter().map(|candidate| candidate.eta_s).min()
     }
 
     /// Ranked candidates of the widest radius step needed (the attempt's own radius at

@@ -1,4 +1,5 @@
-//! Background loops: offer expiry and cascade, dispatch retries, position flushes, index
+//! Background loops: offer expiry and cascade, dispatch retries, the diagnosis queue
+//! (claim lapse and the fallback to dispatch), position flushes, index
 //! rebuilds, provider records and housekeeping. Each loop reads "now" from the injected
 //! clock, so tests drive them with manual time and a short period.
 
@@ -45,6 +46,26 @@ pub fn spawn_all(state: &AppState) -> Vec<JoinHandle<()>> {
                 .map_err(|e| e.to_string())
         }
     }));
+
+    let desk = state.diagnosis.clone();
+    let dispatcher = state.dispatcher.clone();
+    loops.push(every(
+        Duration::from_millis(settings.diagnosis_sweep_ms),
+        "diagnosis queue",
+        move || {
+            let (desk, dispatcher) = (desk.clone(), dispatcher.clone());
+            async move {
+                desk.refresh_rules().await.map_err(|e| e.to_string())?;
+                desk.lapse_expired().await.map_err(|e| e.to_string())?;
+                for case_id in desk.fall_back_due().await.map_err(|e| e.to_string())? {
+                    if let Err(error) = dispatcher.dispatch(case_id).await {
+                        tracing::warn!(case_id = %case_id, error = %error, "dispatch after the diagnosis wait failed; the retry sweep will pick it up");
+                    }
+                }
+                Ok(())
+            }
+        },
+    ));
 
     let registry = state.registry.clone();
     loops.push(every(

@@ -252,6 +252,49 @@ const RULES: &[Rule] = &[
         allowed: &[Provider],
     },
     Rule {
+        method: "GET",
+        path: "/v1/admin/triage-rules",
+        allowed: &[Admin, AdminUser],
+    },
+    // The walk's bodies are not valid rules documents: 422, and the rules stay.
+    Rule {
+        method: "PUT",
+        path: "/v1/admin/triage-rules",
+        allowed: &[Admin, AdminUser],
+    },
+    Rule {
+        method: "GET",
+        path: "/v1/reports/diagnosis",
+        allowed: &[Admin, AdminUser, Agent],
+    },
+    Rule {
+        method: "GET",
+        path: "/v1/diagnosis/queue",
+        allowed: &[Expert],
+    },
+    // The walk's expert claims the phone-solvable case's ticket here, calls, solves it,
+    // and then escalating it is a conflict (409), not a refusal.
+    Rule {
+        method: "POST",
+        path: "/v1/diagnosis/claim",
+        allowed: &[Expert],
+    },
+    Rule {
+        method: "POST",
+        path: "/v1/diagnosis/{ticket_id}/call",
+        allowed: &[Expert],
+    },
+    Rule {
+        method: "POST",
+        path: "/v1/diagnosis/{ticket_id}/solve",
+        allowed: &[Expert],
+    },
+    Rule {
+        method: "POST",
+        path: "/v1/diagnosis/{ticket_id}/escalate",
+        allowed: &[Expert],
+    },
+    Rule {
         method: "POST",
         path: "/v1/cases/{case_id}/assign",
         allowed: &[Agent],
@@ -326,6 +369,7 @@ struct Principals {
     offer_id: String,
     alert_id: String,
     provider_id: String,
+    ticket_id: String,
 }
 
 impl Principals {
@@ -360,6 +404,20 @@ impl Principals {
             domain::CaseStatus::Escalated,
         )
         .await;
+        // A phone-solvable case: its ticket serves the expert routes.
+        let mut phone_case = case_body();
+        phone_case["fault"] = json!({"category": "key_fob", "symptoms": ["key_not_detected"]});
+        let phone = app.create_case(&phone_case).await;
+        let phone_case_id = phone["case"]["id"].as_str().unwrap().to_owned();
+        app.wait_for_status(&phone_case_id, domain::CaseStatus::Diagnosing)
+            .await;
+        let ticket = app
+            .db
+            .store
+            .case_ticket(phone_case_id.parse().unwrap())
+            .await
+            .unwrap()
+            .expect("the phone-solvable case has a ticket");
         let alerts = app.get("/v1/alerts", Some(&agent)).await;
         let alert_id = alerts.body["alerts"][0]["id"].as_str().unwrap().to_owned();
         Principals {
@@ -374,6 +432,7 @@ impl Principals {
             offer_id,
             alert_id,
             provider_id,
+            ticket_id: ticket.id.to_string(),
         }
     }
 
@@ -417,6 +476,9 @@ fn body_for(rule: &Rule, serial: usize) -> Option<Value> {
         }
         ("POST", "/v1/provider/positions") => Some(json!({"fixes": []})),
         ("POST", "/v1/provider/offers/{offer_id}/decline") => Some(json!({"reason": "busy"})),
+        ("POST", "/v1/diagnosis/{ticket_id}/call") => {
+            Some(json!({"expert_phone": "+861088880001"}))
+        }
         ("POST", "/v1/provider/jobs/{case_id}/status") => Some(json!({"status": "en_route"})),
         ("POST", "/v1/cases/{case_id}/assign") => {
             Some(json!({"vehicle_id": "0192f6c2-3b1e-7c3a-9d7e-2f1a6b1c9e01"}))
@@ -439,6 +501,7 @@ api_test!(
                 .replace("{offer_id}", &principals.offer_id)
                 .replace("{alert_id}", &principals.alert_id)
                 .replace("{provider_id}", &principals.provider_id)
+                .replace("{ticket_id}", &principals.ticket_id)
                 .replace("{customer_token}", &principals.customer)
                 .replace("{vehicle_id}", "W1");
             let path = match (rule.method, rule.path) {

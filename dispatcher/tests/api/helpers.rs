@@ -100,6 +100,8 @@ pub fn test_settings(db: &TestDatabase) -> Settings {
     settings.jt808_addr = "127.0.0.1:0".to_owned();
     settings.gt06_addr = "127.0.0.1:0".to_owned();
     settings.osmand_addr = "127.0.0.1:0".to_owned();
+    // Two virtual numbers for masked calls.
+    settings.phone_pool = "+861095500001,+861095500002".to_owned();
     settings
 }
 

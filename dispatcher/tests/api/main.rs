@@ -6,6 +6,7 @@ mod cases;
 mod concurrency;
 mod demo;
 mod devices;
+mod diagnosis;
 mod dispatch;
 mod errors;
 mod health;

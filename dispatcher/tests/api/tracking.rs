@@ -124,6 +124,7 @@ api_test!(
             kinds,
             vec![
                 "created",
+                "triaged",
                 "status_changed",
                 "status_changed",
                 "alert_raised"

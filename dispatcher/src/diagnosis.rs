@@ -1,0 +1,483 @@
+//! Remote diagnosis in the server: triage of every new case with the active rules, the
+//! phone-expert queue (claims, reports, claim lapse, fallback to dispatch) and masked
+//! calls. The decisions are `remote_diagnosis`'s pure functions; this module feeds them
+//! the stored case and the clock, and writes their outcome through the store in one
+//! transaction each.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use domain::diagnosis::{NewPhoneBinding, NewTicket, TicketClaim, TicketReport};
+use domain::ports::{NewAlert, Store, StoreError};
+use domain::{
+    Actor, AlertId, AlertKind, Case, CaseId, CaseStatus, Clock, DiagnosisTicket, EventKind,
+    NewEvent, PhoneNumber, SafetyReport, Severity, TicketId, TicketOutcome, User,
+};
+use parking_lot::RwLock;
+use remote_diagnosis::{
+    Binding, BridgeError, Outcome, PhoneBridge, QueuePolicy, RulesError, SafetyFlags,
+    TriageDecision, TriageInput, TriageRules,
+};
+
+/// Diagnosis tickets by `event` (`queued`, `claimed`, `solved`, `escalated`, `fallback`,
+/// `lapsed`) and fault `category`.
+pub const DIAGNOSIS_TICKETS: &str = "rescue_diagnosis_tickets_total";
+/// Triage decisions by `outcome` (`phone_solvable`, `needs_vehicle`, `safety_override`).
+pub const TRIAGE_DECISIONS: &str = "rescue_triage_decisions_total";
+
+/// How long a masked-call binding routes calls after the last bind.
+const BINDING_TTL_H: i64 = 4;
+
+/// The active rules with the text they were parsed from.
+#[derive(Debug, Clone)]
+pub struct ActiveRules {
+    /// The parsed rules.
+    pub rules: Arc<TriageRules>,
+    /// The document as stored (TOML or JSON), or the shipped default TOML.
+    pub text: String,
+    /// The stored version; 0 for the shipped defaults.
+    pub version: i64,
+}
+
+/// What triage did with a new case.
+#[derive(Debug, Clone)]
+pub enum Triaged {
+    /// Queued for a phone expert (`diagnosing`).
+    Queued(Box<DiagnosisTicket>),
+    /// Sent to dispatch (`dispatching`).
+    Dispatch,
+    /// The case was not `new` any more: someone else triaged it.
+    AlreadyTriaged,
+}
+
+/// The remote-diagnosis desk of one server.
+pub struct DiagnosisDesk {
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    policy: QueuePolicy,
+    rules: RwLock<ActiveRules>,
+}
+
+fn category_label(ticket: &DiagnosisTicket) -> &'static str {
+    ticket.category.as_str()
+}
+
+/// Counts a ticket event for the metrics.
+pub fn count_ticket(event: &'static str, ticket: &DiagnosisTicket) {
+    metrics::counter!(DIAGNOSIS_TICKETS, "event" => event, "category" => category_label(ticket))
+        .increment(1);
+}
+
+/// Parses a rules document: JSON when `json` (or when it looks like JSON), else TOML.
+pub fn parse_rules(text: &str, json: bool) -> Result<TriageRules, RulesError> {
+    if json {
+        TriageRules::from_json(text)
+    } else {
+        TriageRules::parse(text)
+    }
+}
+
+fn looks_like_json(text: &str) -> bool {
+    text.trim_start().starts_with('{')
+}
+
+impl DiagnosisDesk {
+    /// The desk with the stored rules (or the shipped defaults when none were stored).
+    pub async fn load(
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+        policy: QueuePolicy,
+    ) -> anyhow::Result<DiagnosisDesk> {
+        let rules = Self::read_rules(store.as_ref()).await?;
+        Ok(DiagnosisDesk {
+            store,
+            clock,
+            policy,
+            rules: RwLock::new(rules),
+        })
+    }
+
+    async fn read_rules(store: &dyn Store) -> anyhow::Result<ActiveRules> {
+        match store.triage_rules().await? {
+            Some((text, version)) => {
+                let rules = parse_rules(&text, looks_like_json(&text))
+                    .map_err(|error| anyhow::anyhow!("stored triage rules v{version}: {error}"))?;
+                Ok(ActiveRules {
+                    rules: Arc::new(rules),
+                    text,
+                    version,
+                })
+            }
+            None => Ok(ActiveRules {
+                rules: Arc::new(TriageRules::defaults()),
+                text: remote_diagnosis::DEFAULT_RULES_TOML.to_owned(),
+                version: 0,
+            }),
+        }
+    }
+
+    /// The queue policy.
+    pub fn policy(&self) -> &QueuePolicy {
+        &self.policy
+    }
+
+    /// The active rules.
+    pub fn active_rules(&self) -> ActiveRules {
+        self.rules.read().clone()
+    }
+
+    /// Picks up rules another instance stored.
+    pub async fn refresh_rules(&self) -> Result<(), StoreError> {
+        let stored_version = self
+            .store
+            .triage_rules()
+            .await?
+            .map_or(0, |(_, version)| version);
+        if stored_version != self.rules.read().version {
+            match Self::read_rules(self.store.as_ref()).await {
+                Ok(rules) => *self.rules.write() = rules,
+                Err(error) => {
+                    tracing::warn!(error = %error, "stored triage rules unreadable; keeping the active ones")
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Validates and stores a new rules document; the old rules stay active when it is
+    /// refused.
+    pub async fn replace_rules(
+        &self,
+        text: &str,
+        json: bool,
+        actor: &Actor,
+    ) -> Result<Result<ActiveRules, RulesError>, StoreError> {
+        let rules = match parse_rules(text, json) {
+            Ok(rules) => rules,
+            Err(error) => return Ok(Err(error)),
+        };
+        let version = self
+            .store
+            .save_triage_rules(text, actor, self.clock.now())
+            .await?;
+        let active = ActiveRules {
+            rules: Arc::new(rules),
+            text: text.to_owned(),
+            version,
+        };
+        *self.rules.write() = active.clone();
+        tracing::info!(version, "triage rules replaced");
+        Ok(Ok(active))
+    }
+
+    /// Triages a new case with the active rules and records the decision: a
+    /// phone-solvable case is queued (`diagnosing`), any other goes to `dispatching`.
+    /// `expected_truck_eta_s` estimates what a truck would take, for the report.
+    #[tracing::instrument(skip_all, fields(case_id = %case_id))]
+    pub async fn triage(
+        &self,
+        case_id: CaseId,
+        expected_truck_eta_s: impl FnOnce(&Case) -> Option<u32>,
+    ) -> Result<Triaged, StoreError> {
+        let Some(case) = self.store.get_case(case_id).await? else {
+            return Err(StoreError::NotFound);
+        };
+        if case.status != CaseStatus::New {
+            return Ok(Triaged::AlreadyTriaged);
+        }
+        let safety = self.reported_safety(case_id).await?;
+        let rules = self.rules.read().clone();
+        // Darkness is judged at the moment of the request.
+        let input = TriageInput::for_case(&case, safety, case.created_at);
+        let decision = remote_diagnosis::triage(&rules.rules, &input);
+        let now = domain::time::to_storage_precision(self.clock.now());
+        let event = triage_event(&decision, rules.version, now);
+        let label = if decision.is_phone_solvable() {
+            "phone_solvable"
+        } else if decision.is_safety_override() {
+            "safety_override"
+        } else {
+            "needs_vehicle"
+        };
+        metrics::counter!(TRIAGE_DECISIONS, "outcome" => label).increment(1);
+        tracing::info!(outcome = label, reasons = %decision.summary(), "case triaged");
+        let result = match &decision.outcome {
+            Outcome::PhoneSolvable {
+                skill,
+                expected_fix_s,
+                rule_id,
+                ..
+            } => {
+                let ticket = NewTicket {
+                    id: TicketId::new_v7(),
+                    skill: skill.as_str().to_owned(),
+                    rule_id: rule_id.as_str().to_owned(),
+                    expected_fix_s: *expected_fix_s,
+                    expected_truck_eta_s: expected_truck_eta_s(&case),
+                    priority: self.policy.priority(case.tier, false),
+                    queued_at: now,
+                };
+                self.store
+                    .queue_for_diagnosis(case_id, &ticket, &event)
+                    .await
+                    .map(|ticket| {
+                        count_ticket("queued", &ticket);
+                        Triaged::Queued(Box::new(ticket))
+                    })
+            }
+            Outcome::Dispatch {
+                safety_override, ..
+            } => {
+                let reason = if *safety_override {
+                    "safety_override"
+                } else {
+                    "needs_vehicle"
+                };
+                self.store
+                    .triage_to_dispatch(case_id, &event, reason)
+                    .await
+                    .map(|_| Triaged::Dispatch)
+            }
+        };
+        match result {
+            Err(StoreError::Conflict(_)) => Ok(Triaged::AlreadyTriaged),
+            other => other,
+        }
+    }
+
+    /// The safety facts of the case request, recorded with its `created` event.
+    async fn reported_safety(&self, case_id: CaseId) -> Result<SafetyFlags, StoreError> {
+        let timeline = self.store.timeline(case_id).await?;
+        let report: SafetyReport = timeline
+            .iter()
+            .find(|event| event.kind == EventKind::Created)
+            .and_then(|event| serde_json::from_value(event.data["safety"].clone()).ok())
+            .unwrap_or_default();
+        Ok(SafetyFlags {
+            accident: report.accident,
+            injury: report.injury,
+            smoke_or_fire: report.smoke_or_fire,
+            vulnerable_customer: report.vulnerable_customer,
+            requests_vehicle: report.requests_vehicle,
+        })
+    }
+
+    /// The next ticket the expert is skilled for, claimed for them; `None` when there is
+    /// nothing to claim.
+    pub async fn claim(&self, expert: &User) -> Result<Option<DiagnosisTicket>, StoreError> {
+        let now = self.clock.now();
+        let claim = TicketClaim {
+            expert: expert.id,
+            skills: expert.skills.clone(),
+            at: now,
+            expires_at: now + self.policy.claim_timeout(),
+            fallback_cutoff: now - self.policy.max_wait(),
+        };
+        let ticket = self.store.claim_ticket(&claim).await?;
+        if let Some(ticket) = &ticket {
+            count_ticket("claimed", ticket);
+            tracing::info!(ticket_id = %ticket.id, case_id = %ticket.case_id, "diagnosis ticket claimed");
+        }
+        Ok(ticket)
+    }
+
+    /// The expert reports `solved` or `escalated` on a ticket they hold.
+    pub async fn report(
+        &self,
+        ticket_id: TicketId,
+        expert: &User,
+        outcome: TicketOutcome,
+        notes: Option<String>,
+    ) -> Result<(DiagnosisTicket, Case), StoreError> {
+        let report = TicketReport {
+            outcome,
+            expert: expert.id,
+            notes,
+            priority_points: self.policy.escalation_points,
+            at: self.clock.now(),
+        };
+        let (ticket, case) = self.store.report_ticket(ticket_id, &report).await?;
+        count_ticket(
+            if outcome == TicketOutcome::Solved {
+                "solved"
+            } else {
+                "escalated"
+            },
+            &ticket,
+        );
+        tracing::info!(ticket_id = %ticket.id, case_id = %case.id, outcome = %outcome, "diagnosis ticket reported");
+        Ok((ticket, case))
+    }
+
+    /// Returns expired claims to the queue. Returns how many lapsed.
+    pub async fn lapse_expired(&self) -> Result<usize, StoreError> {
+        let now = self.clock.now();
+        let mut lapsed = 0;
+        for id in self.store.expired_claims(now, 200).await? {
+            if let Some(ticket) = self
+                .store
+                .lapse_claim(id, now, self.policy.requeue_points)
+                .await?
+            {
+                count_ticket("lapsed", &ticket);
+                tracing::info!(ticket_id = %ticket.id, case_id = %ticket.case_id, "diagnosis claim lapsed");
+                lapsed += 1;
+            }
+        }
+        Ok(lapsed)
+    }
+
+    /// Dispatches the tickets nobody picked up within the maximum wait, raising a
+    /// `diagnosis_wait` alert for each. Returns their cases, to hand to the matcher.
+    pub async fn fall_back_due(&self) -> Result<Vec<CaseId>, StoreError> {
+        let now = self.clock.now();
+        let cutoff = now - self.policy.max_wait();
+        let mut cases = Vec::new();
+        for id in self
+            .store
+            .tickets_due_for_fallback(cutoff, now, 200)
+            .await?
+        {
+            let Some(ticket) = self.store.get_ticket(id).await? else {
+                continue;
+            };
+            let waited_s = (now - ticket.queued_at).num_seconds().max(0);
+            let alert = NewAlert {
+                id: AlertId::new_v7(),
+                kind: AlertKind::DiagnosisWait,
+                severity: Severity::Warning,
+                predicted_breach: None,
+                message: format!(
+                    "no expert with skill {} picked the case up within {} s (waited {waited_s} s): dispatching a vehicle",
+                    ticket.skill, self.policy.max_wait_s
+                ),
+            };
+            if let Some((ticket, case)) = self.store.fall_back(id, cutoff, now, &alert).await? {
+                count_ticket("fallback", &ticket);
+                tracing::info!(ticket_id = %ticket.id, case_id = %case.id, waited_s, "diagnosis wait exceeded: dispatching");
+                cases.push(case.id);
+            }
+        }
+        Ok(cases)
+    }
+}
+
+/// The `triaged` timeline event: the outcome and every reason.
+fn triage_event(decision: &TriageDecision, rules_version: i64, at: domain::Timestamp) -> NewEvent {
+    let outcome = if decision.is_phone_solvable() {
+        "phone_solvable"
+    } else {
+        "needs_vehicle"
+    };
+    NewEvent::new(
+        EventKind::Triaged,
+        Actor::System,
+        at,
+        serde_json::json!({
+            "outcome": outcome,
+            "safety_override": decision.is_safety_override(),
+            "decision": decision.outcome,
+            "reasons": decision.reasons,
+            "summary": decision.summary(),
+            "rules_version": rules_version,
+        }),
+    )
+}
+
+/// The built-in [`PhoneBridge`]: virtual numbers from the configured pool
+/// (`RESCUE_PHONE_POOL`), bound in the database so that every instance sees the same
+/// bindings and a number is never bound to two live cases (a partial unique index).
+pub struct PoolPhoneBridge {
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    pool: Vec<PhoneNumber>,
+}
+
+impl PoolPhoneBridge {
+    /// A bridge over `pool`.
+    pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>, pool: Vec<PhoneNumber>) -> Self {
+        Self { store, clock, pool }
+    }
+
+    /// How many numbers the pool has.
+    pub fn pool_size(&self) -> usize {
+        self.pool.len()
+    }
+}
+
+fn provider_error(error: StoreError) -> BridgeError {
+    BridgeError::Provider(error.to_string())
+}
+
+#[async_trait]
+impl PhoneBridge for PoolPhoneBridge {
+    async fn bind(
+        &self,
+        case_id: CaseId,
+        party_a: &PhoneNumber,
+        party_b: &PhoneNumber,
+    ) -> Result<Binding, BridgeError> {
+        if party_a == party_b {
+            return Err(BridgeError::SameParty);
+        }
+        let binding = NewPhoneBinding {
+            case_id,
+            pool: self
+                .pool
+                .iter()
+                .map(|number| number.as_str().to_owned())
+                .collect(),
+            party_a: party_a.as_str().to_owned(),
+            party_b: party_b.as_str().to_owned(),
+            at: self.clock.now(),
+        };
+        let record = self
+            .store
+            .bind_phone(&binding)
+            .await
+            .map_err(provider_error)?
+            .ok_or(BridgeError::PoolExhausted {
+                pool_size: self.pool.len(),
+            })?;
+        let virtual_number = PhoneNumber::parse(&record.virtual_number)
+            .map_err(|error| BridgeError::Provider(error.message))?;
+        Ok(Binding {
+            case_id,
+            virtual_number,
+            expires_at: record.bound_at + chrono::Duration::hours(BINDING_TTL_H),
+        })
+    }
+
+    async fn release(&self, case_id: CaseId) -> Result<(), BridgeError> {
+        self.store
+            .release_phone(case_id, self.clock.now())
+            .await
+            .map_err(provider_error)
+    }
+
+    async fn lookup(
+        &self,
+        virtual_number: &PhoneNumber,
+        caller: &PhoneNumber,
+    ) -> Result<Option<PhoneNumber>, BridgeError> {
+        let Some(record) = self
+            .store
+            .phone_binding(virtual_number.as_str())
+            .await
+            .map_err(provider_error)?
+        else {
+            return Ok(None);
+        };
+        if self.clock.now() >= record.bound_at + chrono::Duration::hours(BINDING_TTL_H) {
+            return Ok(None);
+        }
+        let other = if caller.as_str() == record.party_a {
+            &record.party_b
+        } else if caller.as_str() == record.party_b {
+            &record.party_a
+        } else {
+            return Ok(None);
+        };
+        Ok(PhoneNumber::parse(other).ok())
+    }
+}

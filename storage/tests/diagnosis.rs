@@ -1,0 +1,578 @@
+//! The remote-diagnosis part of the storage conformance suite, on both backends: triage
+//! outcomes, exactly-once claims under concurrency, reports, claim lapse, the fallback
+//! and masked-call bindings.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use domain::diagnosis::{NewPhoneBinding, NewTicket, TicketClaim, TicketReport};
+use domain::ports::{NewAlert, StoreError};
+use domain::{
+    Actor, AlertId, AlertKind, CaseId, CaseInput, CaseStatus, EventKind, NewCase, NewEvent, Role,
+    Severity, TicketId, TicketOutcome, Timestamp, User, UserId,
+};
+use storage::backend_test;
+use storage::testing::TestDatabaseHandle;
+
+mod common;
+use common::*;
+
+async fn new_case(db: &TestDatabaseHandle) -> CaseId {
+    let input: CaseInput = serde_json::from_value(serde_json::json!({
+        "channel": "app",
+        "customer": {"phone": "+8613800138000"},
+        "location": {"lat": 31.2304, "lon": 121.4737, "road_kind": "urban"},
+        "fault": {"category": "key_fob", "symptoms": ["key_not_detected"]},
+        "service": "tow"
+    }))
+    .unwrap();
+    let case = NewCase::parse(input).unwrap().open(CaseId::new_v7(), at(0));
+    let created = NewEvent::new(EventKind::Created, Actor::App, at(0), serde_json::json!({}));
+    db.store.create_case(&case, &created, None).await.unwrap();
+    case.id
+}
+
+fn triaged(seconds: i64) -> NewEvent {
+    NewEvent::new(
+        EventKind::Triaged,
+        Actor::System,
+        at(seconds),
+        serde_json::json!({"outcome": "phone_solvable"}),
+    )
+}
+
+fn ticket(skill: &str, priority: i32, queued: i64) -> NewTicket {
+    NewTicket {
+        id: TicketId::new_v7(),
+        skill: skill.into(),
+        rule_id: "test_rule".into(),
+        expected_fix_s: 600,
+        expected_truck_eta_s: Some(1500),
+        priority,
+        queued_at: at(queued),
+    }
+}
+
+async fn queued(
+    db: &TestDatabaseHandle,
+    skill: &str,
+    priority: i32,
+    queued: i64,
+) -> (CaseId, TicketId) {
+    let case_id = new_case(db).await;
+    let new = ticket(skill, priority, queued);
+    db.store
+        .queue_for_diagnosis(case_id, &new, &triaged(queued))
+        .await
+        .unwrap();
+    (case_id, new.id)
+}
+
+async fn expert(db: &TestDatabaseHandle, name: &str) -> UserId {
+    let user = User {
+        id: UserId::new_v7(),
+        username: name.into(),
+        display_name: None,
+        role: Role::Expert,
+        skills: vec!["key_fob".into()],
+        created_at: at(0),
+    };
+    db.store.insert_user(&user, "$argon2id$fake").await.unwrap();
+    user.id
+}
+
+fn claim(expert: UserId, skills: &[&str], now: i64) -> TicketClaim {
+    TicketClaim {
+        expert,
+        skills: skills.iter().map(|skill| (*skill).to_owned()).collect(),
+        at: at(now),
+        expires_at: at(now + 600),
+        fallback_cutoff: at(now - 300),
+    }
+}
+
+fn report(outcome: TicketOutcome, expert: UserId, seconds: i64) -> TicketReport {
+    TicketReport {
+        outcome,
+        expert,
+        notes: Some("done".into()),
+        priority_points: 30,
+        at: at(seconds),
+    }
+}
+
+async fn kinds(db: &TestDatabaseHandle, case_id: CaseId) -> Vec<EventKind> {
+    db.store
+        .timeline(case_id)
+        .await
+        .unwrap()
+        .iter()
+        .map(|event| event.kind)
+        .collect()
+}
+
+backend_test!(
+    queueing_moves_the_case_to_diagnosing_in_one_transaction,
+    |db| async move {
+        let (case_id, ticket_id) = queued(&db, "key_fob", 10, 1).await;
+        let case = db.store.get_case(case_id).await.unwrap().unwrap();
+        assert_eq!(case.status, CaseStatus::Diagnosing);
+        let stored = db.store.get_ticket(ticket_id).await.unwrap().unwrap();
+        assert_eq!(stored.category, domain::FaultCategory::KeyFob);
+        assert_eq!(stored.priority, 10);
+        assert_eq!(stored.expected_truck_eta_s, Some(1500));
+        assert_eq!(
+            kinds(&db, case_id).await,
+            [
+                EventKind::Created,
+                EventKind::Triaged,
+                EventKind::StatusChanged,
+                EventKind::DiagnosisQueued
+            ]
+        );
+        // Triage happens once: a second queueing or dispatch is a conflict and changes nothing.
+        let again = db
+            .store
+            .queue_for_diagnosis(case_id, &ticket("key_fob", 0, 2), &triaged(2))
+            .await;
+        assert!(matches!(again, Err(StoreError::Conflict(_))), "{again:?}");
+        let dispatch = db
+            .store
+            .triage_to_dispatch(case_id, &triaged(2), "needs_vehicle")
+            .await;
+        assert!(
+            matches!(dispatch, Err(StoreError::Conflict(_))),
+            "{dispatch:?}"
+        );
+        assert_eq!(kinds(&db, case_id).await.len(), 4);
+
+        let other = new_case(&db).await;
+        let case = db
+            .store
+            .triage_to_dispatch(other, &triaged(3), "safety_override")
+            .await
+            .unwrap();
+        assert_eq!(case.status, CaseStatus::Dispatching);
+        assert_eq!(
+            kinds(&db, other).await,
+            [
+                EventKind::Created,
+                EventKind::Triaged,
+                EventKind::StatusChanged
+            ]
+        );
+    }
+);
+
+backend_test!(claims_follow_queue_order_and_skills, |db| async move {
+    let ella = expert(&db, "ella").await;
+    let (_, old_low) = queued(&db, "key_fob", 0, 0).await;
+    let (_, new_high) = queued(&db, "key_fob", 20, 50).await;
+    let (_, other_skill) = queued(&db, "gear_lock", 50, 0).await;
+    let (_, young_low) = queued(&db, "key_fob", 0, 60).await;
+    let mut order = Vec::new();
+    while let Some(ticket) = db
+        .store
+        .claim_ticket(&claim(ella, &["key_fob"], 100))
+        .await
+        .unwrap()
+    {
+        assert_eq!(ticket.claimed_by, Some(ella));
+        assert_eq!(ticket.first_claimed_at, Some(at(100)));
+        order.push(ticket.id);
+    }
+    assert_eq!(order, [new_high, old_low, young_low]);
+    let gear = db
+        .store
+        .claim_ticket(&claim(ella, &["gear_lock"], 100))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(gear.id, other_skill);
+    assert!(
+        db.store
+            .claim_ticket(&claim(ella, &[], 100))
+            .await
+            .unwrap()
+            .is_none()
+    );
+});
+
+backend_test!(
+    a_ticket_due_for_the_fallback_is_not_handed_out,
+    |db| async move {
+        let ella = expert(&db, "ella").await;
+        queued(&db, "key_fob", 0, 0).await;
+        // Queued at 0, cutoff at 300 - 300 = 0: due, not claimable.
+        assert!(
+            db.store
+                .claim_ticket(&claim(ella, &["key_fob"], 300))
+                .await
+                .unwrap()
+                .is_none()
+        );
+        assert!(
+            db.store
+                .claim_ticket(&claim(ella, &["key_fob"], 299))
+                .await
+                .unwrap()
+                .is_some()
+        );
+    }
+);
+
+backend_test!(
+    concurrent_claims_hand_each_ticket_to_exactly_one_expert,
+    |db| async move {
+        const EXPERTS: usize = 20;
+        const TICKETS: usize = 500;
+        let mut tickets = HashSet::new();
+        for index in 0..TICKETS {
+            let (_, id) = queued(&db, "key_fob", i32::try_from(index % 4).unwrap(), 0).await;
+            tickets.insert(id);
+        }
+        let mut experts = Vec::new();
+        for index in 0..EXPERTS {
+            experts.push(expert(&db, &format!("expert{index}")).await);
+        }
+        let store = db.store.clone();
+        let mut tasks = Vec::new();
+        for expert_id in experts {
+            let store = Arc::clone(&store);
+            tasks.push(tokio::spawn(async move {
+                let mut mine = Vec::new();
+                while let Some(ticket) = store
+                    .claim_ticket(&claim(expert_id, &["key_fob"], 10))
+                    .await
+                    .unwrap()
+                {
+                    assert_eq!(ticket.claimed_by, Some(expert_id));
+                    mine.push(ticket.id);
+                }
+                mine
+            }));
+        }
+        let mut claimed = Vec::new();
+        for task in tasks {
+            claimed.extend(task.await.unwrap());
+        }
+        assert_eq!(claimed.len(), TICKETS, "one claim per ticket");
+        let unique: HashSet<TicketId> = claimed.into_iter().collect();
+        assert_eq!(unique, tickets, "every ticket, none twice");
+    }
+);
+
+backend_test!(
+    solving_closes_the_case_and_escalating_dispatches_it,
+    |db| async move {
+        let ella = expert(&db, "ella").await;
+        let otto = expert(&db, "otto").await;
+        let (solved_case, solved) = queued(&db, "key_fob", 0, 0).await;
+        let (escalated_case, escalated) = queued(&db, "key_fob", 0, 1).await;
+        db.store
+            .claim_ticket(&claim(ella, &["key_fob"], 10))
+            .await
+            .unwrap()
+            .unwrap();
+        db.store
+            .claim_ticket(&claim(ella, &["key_fob"], 10))
+            .await
+            .unwrap()
+            .unwrap();
+        let refused = db
+            .store
+            .report_ticket(solved, &report(TicketOutcome::Solved, otto, 20))
+            .await;
+        assert!(
+            matches!(refused, Err(StoreError::Conflict(_))),
+            "{refused:?}"
+        );
+        let (ticket, case) = db
+            .store
+            .report_ticket(solved, &report(TicketOutcome::Solved, ella, 20))
+            .await
+            .unwrap();
+        assert_eq!(ticket.outcome, Some(TicketOutcome::Solved));
+        assert_eq!(ticket.closed_at, Some(at(20)));
+        assert_eq!(case.status, CaseStatus::ResolvedRemotely);
+        assert!(
+            kinds(&db, solved_case)
+                .await
+                .contains(&EventKind::DiagnosisSolved)
+        );
+        let twice = db
+            .store
+            .report_ticket(solved, &report(TicketOutcome::Escalated, ella, 21))
+            .await;
+        assert!(matches!(twice, Err(StoreError::Conflict(_))), "{twice:?}");
+
+        let (ticket, case) = db
+            .store
+            .report_ticket(escalated, &report(TicketOutcome::Escalated, ella, 30))
+            .await
+            .unwrap();
+        assert_eq!(ticket.outcome, Some(TicketOutcome::Escalated));
+        assert_eq!(ticket.priority, 30);
+        assert_eq!(case.status, CaseStatus::Dispatching);
+        assert!(
+            kinds(&db, escalated_case)
+                .await
+                .contains(&EventKind::DiagnosisEscalated)
+        );
+        assert!(db.store.open_tickets(10).await.unwrap().is_empty());
+    }
+);
+
+backend_test!(
+    an_expired_claim_lapses_once_back_to_the_queue,
+    |db| async move {
+        let ella = expert(&db, "ella").await;
+        let otto = expert(&db, "otto").await;
+        let (case_id, id) = queued(&db, "key_fob", 0, 0).await;
+        db.store
+            .claim_ticket(&claim(ella, &["key_fob"], 10))
+            .await
+            .unwrap()
+            .unwrap();
+        // The claim expires at 610.
+        assert!(
+            db.store
+                .expired_claims(at(609), 10)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        assert!(
+            db.store
+                .lapse_claim(id, at(609), 15)
+                .await
+                .unwrap()
+                .is_none()
+        );
+        assert_eq!(db.store.expired_claims(at(610), 10).await.unwrap(), [id]);
+        let lapsed = db
+            .store
+            .lapse_claim(id, at(610), 15)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(lapsed.claimed_by, None);
+        assert_eq!(lapsed.lapsed_claims, 1);
+        assert_eq!(lapsed.priority, 15);
+        assert!(
+            db.store
+                .lapse_claim(id, at(611), 15)
+                .await
+                .unwrap()
+                .is_none(),
+            "once"
+        );
+        assert!(
+            kinds(&db, case_id)
+                .await
+                .contains(&EventKind::DiagnosisReleased)
+        );
+        // (A long maximum wait here, so the ticket is not due for the fallback yet.)
+        let no_fallback_yet = TicketClaim {
+            fallback_cutoff: at(-10_000),
+            ..claim(otto, &["key_fob"], 612)
+        };
+        let taken = db
+            .store
+            .claim_ticket(&no_fallback_yet)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(taken.claimed_by, Some(otto));
+        assert_eq!(
+            taken.first_claimed_at,
+            Some(at(10)),
+            "pickup time is the first claim"
+        );
+        let late = db
+            .store
+            .report_ticket(id, &report(TicketOutcome::Solved, ella, 613))
+            .await;
+        assert!(matches!(late, Err(StoreError::Conflict(_))), "{late:?}");
+    }
+);
+
+fn wait_alert() -> NewAlert {
+    NewAlert {
+        id: AlertId::new_v7(),
+        kind: AlertKind::DiagnosisWait,
+        severity: Severity::Warning,
+        predicted_breach: None,
+        message: "no expert in time".into(),
+    }
+}
+
+backend_test!(
+    an_unclaimed_ticket_falls_back_to_dispatch_once_with_an_alert,
+    |db| async move {
+        let ella = expert(&db, "ella").await;
+        let (case_id, id) = queued(&db, "key_fob", 0, 0).await;
+        let (_, claimed) = queued(&db, "key_fob", 0, 0).await;
+        let held = db
+            .store
+            .claim_ticket(&claim(ella, &["key_fob"], 10))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(held.id == id || held.id == claimed);
+        let unclaimed = if held.id == id { claimed } else { id };
+        let cutoff: Timestamp = at(0);
+        // A held claim is not overridden by the fallback.
+        assert_eq!(
+            db.store
+                .tickets_due_for_fallback(cutoff, at(300), 10)
+                .await
+                .unwrap(),
+            [unclaimed]
+        );
+        assert!(
+            db.store
+                .fall_back(held.id, cutoff, at(300), &wait_alert())
+                .await
+                .unwrap()
+                .is_none()
+        );
+        let (ticket, case) = db
+            .store
+            .fall_back(unclaimed, cutoff, at(300), &wait_alert())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(ticket.outcome, Some(TicketOutcome::TimedOut));
+        assert_eq!(case.status, CaseStatus::Dispatching);
+        assert!(
+            db.store
+                .fall_back(unclaimed, cutoff, at(301), &wait_alert())
+                .await
+                .unwrap()
+                .is_none(),
+            "once"
+        );
+        let alerts = db.store.list_alerts(None, 10).await.unwrap();
+        assert_eq!(alerts.len(), 1);
+        assert_eq!(alerts[0].kind, AlertKind::DiagnosisWait);
+        assert_eq!(alerts[0].case_id, ticket.case_id);
+        let _ = case_id;
+    }
+);
+
+backend_test!(
+    virtual_numbers_are_bound_once_reused_least_recently_and_released,
+    |db| async move {
+        let pool: Vec<String> = vec!["+861095500001".into(), "+861095500002".into()];
+        let bind = |case_id: CaseId, seconds: i64| NewPhoneBinding {
+            case_id,
+            pool: pool.clone(),
+            party_a: "+861088880001".into(),
+            party_b: "+8613800138000".into(),
+            at: at(seconds),
+        };
+        let (first, second, third) = (
+            new_case(&db).await,
+            new_case(&db).await,
+            new_case(&db).await,
+        );
+        let a = db.store.bind_phone(&bind(first, 1)).await.unwrap().unwrap();
+        assert_eq!(a.virtual_number, "+861095500001");
+        let again = db.store.bind_phone(&bind(first, 2)).await.unwrap().unwrap();
+        assert_eq!(
+            again.virtual_number, a.virtual_number,
+            "a case keeps its number"
+        );
+        let b = db
+            .store
+            .bind_phone(&bind(second, 3))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(b.virtual_number, "+861095500002");
+        assert!(
+            db.store
+                .bind_phone(&bind(third, 4))
+                .await
+                .unwrap()
+                .is_none(),
+            "pool exhausted"
+        );
+        assert_eq!(
+            db.store
+                .phone_binding("+861095500001")
+                .await
+                .unwrap()
+                .unwrap()
+                .case_id,
+            first
+        );
+        db.store.release_phone(first, at(5)).await.unwrap();
+        db.store.release_phone(first, at(6)).await.unwrap();
+        assert!(
+            db.store
+                .phone_binding("+861095500001")
+                .await
+                .unwrap()
+                .is_none()
+        );
+        let c = db.store.bind_phone(&bind(third, 7)).await.unwrap().unwrap();
+        assert_eq!(c.virtual_number, "+861095500001");
+        db.store.release_phone(second, at(8)).await.unwrap();
+        db.store.release_phone(third, at(9)).await.unwrap();
+        // Both free: ...02 was released longer ago, so it goes first.
+        let d = db
+            .store
+            .bind_phone(&bind(first, 10))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(d.virtual_number, "+861095500002");
+    }
+);
+
+backend_test!(triage_rules_are_versioned, |db| async move {
+    assert!(db.store.triage_rules().await.unwrap().is_none());
+    assert_eq!(
+        db.store
+            .save_triage_rules("version = 1", &Actor::BootstrapAdmin, at(0))
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        db.store
+            .save_triage_rules("version = 1 # b", &Actor::BootstrapAdmin, at(1))
+            .await
+            .unwrap(),
+        2
+    );
+    assert_eq!(
+        db.store.triage_rules().await.unwrap(),
+        Some(("version = 1 # b".to_owned(), 2))
+    );
+});
+
+backend_test!(
+    cancelling_a_diagnosing_case_abandons_its_ticket,
+    |db| async move {
+        let (case_id, id) = queued(&db, "key_fob", 0, 0).await;
+        db.store
+            .cancel_case(case_id, &Actor::Customer, at(5), "customer_request")
+            .await
+            .unwrap();
+        let ticket = db.store.get_ticket(id).await.unwrap().unwrap();
+        assert_eq!(ticket.outcome, Some(TicketOutcome::Abandoned));
+        let rows = db
+            .store
+            .diagnosis_report_rows(at(-10), at(10))
+            .await
+            .unwrap();
+        assert_eq!(rows.len(), 1);
+        assert_eq!(
+            rows[0].ticket.as_ref().unwrap().outcome,
+            Some(TicketOutcome::Abandoned)
+        );
+    }
+);
