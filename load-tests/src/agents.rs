@@ -749,7 +749,7 @@ impl Agents {
     }
 
     /// How many.
-    pub fn len(&self) -> usize {
+    pub fn count(&self) -> usize {
         self.tokens.len()
     }
 

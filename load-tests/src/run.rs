@@ -69,14 +69,7 @@ struct Session {
 }
 
 impl Session {
-    /// Connects to (or starts) the server and creates the run's agent. `watchers` agents
-    /// will log in on top of it: a spawned server's login rate limit is raised for them
-    /// unless the environment sets it.
-    async fn open(
-        cli: &Cli,
-        scenario: Option<&Scenario>,
-        watchers: usize,
-    ) -> anyhow::Result<Session> {
+    async fn open(cli: &Cli, scenario: Option<&Scenario>) -> anyhow::Result<Session> {
         let global = &cli.global;
         let console = Console::new();
         let recorder = Arc::new(Recorder::new());
@@ -99,11 +92,6 @@ impl Session {
                 if let Some(token) = &global.admin_token {
                     env.entry("RESCUE_ADMIN_TOKEN".to_owned())
                         .or_insert_with(|| token.clone());
-                }
-                if watchers > 0 {
-                    // Every agent logs in once from 127.0.0.1; the default allows 20/min.
-                    env.entry("RESCUE_LOGIN_RATE_PER_MIN".to_owned())
-                        .or_insert_with(|| (watchers * 2 + 20).to_string());
                 }
                 console.note(format!("starting {} serve …", binary.display()));
                 let spec = SpawnSpec {
@@ -442,7 +430,7 @@ impl Watching {
         let connected = subscribers.wait_connected(Duration::from_secs(15)).await;
         session.console.note(format!(
             "{connected} of {} agents subscribed to /v1/stream",
-            agents.len()
+            agents.count()
         ));
         Ok(Watching {
             setup_s: agents.setup_s,
@@ -548,18 +536,20 @@ fn print_summary(console: &Console, report: &Report, dir: &std::path::Path) {
             show(agents.latency_other.p99_ms)
         ));
         let fix = &agents.fix_to_alert;
-        console.note(format!(
-            "fix → alert on the stream ms ({} of {} fix-triggered alerts linked, {} receipts): p50 {} p90 {} p99 {} max {} (fix sent → recorded p50 {} p99 {})",
-            fix.linked_alerts,
-            fix.alerts,
-            fix.receipts,
-            show(fix.latency.p50_ms),
-            show(fix.latency.p90_ms),
-            show(fix.latency.p99_ms),
-            show(fix.latency.max_ms),
-            show(fix.to_recorded.p50_ms),
-            show(fix.to_recorded.p99_ms)
-        ));
+        if fix.alerts > 0 {
+            console.note(format!(
+                "fix → alert on the stream ms ({} of {} fix-triggered alerts linked, {} receipts): p50 {} p90 {} p99 {} max {} (fix sent → recorded p50 {} p99 {})",
+                fix.linked_alerts,
+                fix.alerts,
+                fix.receipts,
+                show(fix.latency.p50_ms),
+                show(fix.latency.p90_ms),
+                show(fix.latency.p99_ms),
+                show(fix.latency.max_ms),
+                show(fix.to_recorded.p50_ms),
+                show(fix.to_recorded.p99_ms)
+            ));
+        }
         for (kind, figures) in &agents.alerts_by_kind {
             console.note(format!(
                 "  alert {kind}: {} alerts, {} receipts, SSE latency p50 {} p99 {} max {}{}",
@@ -818,7 +808,7 @@ async fn sleep_or_interrupt(session: &Session, duration: Duration) {
 }
 
 async fn run_fleet(cli: &Cli, args: &FleetArgs) -> anyhow::Result<Outcome> {
-    let session = Session::open(cli, None, 0).await?;
+    let session = Session::open(cli, None).await?;
     let spec = FleetSpec {
         vehicles: args.vehicles,
         providers: args.providers,
@@ -866,7 +856,7 @@ async fn run_fleet(cli: &Cli, args: &FleetArgs) -> anyhow::Result<Outcome> {
 }
 
 async fn run_requests(cli: &Cli, args: &RequestsArgs) -> anyhow::Result<Outcome> {
-    let session = Session::open(cli, None, 0).await?;
+    let session = Session::open(cli, None).await?;
     let spec = RequestsSpec {
         rate: args.rate,
         duration: args
@@ -911,7 +901,7 @@ async fn run_requests(cli: &Cli, args: &RequestsArgs) -> anyhow::Result<Outcome>
 }
 
 async fn run_positions(cli: &Cli, args: &PositionsArgs) -> anyhow::Result<Outcome> {
-    let session = Session::open(cli, None, 0).await?;
+    let session = Session::open(cli, None).await?;
     let spec = PositionsSpec {
         vehicles: args.vehicles,
         providers: args.providers,
@@ -950,8 +940,7 @@ async fn run_positions(cli: &Cli, args: &PositionsArgs) -> anyhow::Result<Outcom
 }
 
 async fn run_scenario(cli: &Cli, scenario: &Scenario, file: &str) -> anyhow::Result<Outcome> {
-    let watchers = scenario.agents.as_ref().map_or(0, |agents| agents.count);
-    let session = Session::open(cli, Some(scenario), watchers).await?;
+    let session = Session::open(cli, Some(scenario)).await?;
     if let Some(name) = &scenario.name {
         session.console.note(format!("scenario: {name}"));
     }
@@ -1038,7 +1027,7 @@ async fn run_scenario(cli: &Cli, scenario: &Scenario, file: &str) -> anyhow::Res
 async fn run_agents(cli: &Cli, args: &AgentsArgs) -> anyhow::Result<Outcome> {
     anyhow::ensure!(args.agents > 0, "--agents must be positive");
     anyhow::ensure!(args.rate >= 0.0, "--rate must not be negative");
-    let session = Session::open(cli, None, args.agents).await?;
+    let session = Session::open(cli, None).await?;
     let watching = Watching::start(&session, args.agents, !args.allow_missed).await?;
     let duration = Duration::from_secs(args.duration_s);
     let requests_spec = (args.rate > 0.0).then(|| RequestsSpec {
