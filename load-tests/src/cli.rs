@@ -85,9 +85,11 @@ pub enum Command {
     /// Maximum-rate position ingest through POST /v1/provider/positions over keep-alive
     /// connections: fixes/s accepted, request latency, errors.
     Positions(PositionsArgs),
-    /// Agents watching the live feed: K console users (role agent) created through the
-    /// admin API, each subscribed to GET /v1/stream (Server-Sent Events) for the whole
-    /// run, reconnecting with Last-Event-ID. Measures the SSE event latency (time read −
+    /// Agents watching the live feed (GET /v1/stream, Server-Sent Events): SSE event
+    /// latency, reconnects, missed events.
+    ///
+    /// K console users (role agent) created through the admin API, each subscribed to
+    /// GET /v1/stream for the whole run, reconnecting with Last-Event-ID. Measures the SSE event latency (time read −
     /// the event's server timestamp `at`; p50/p90/p99/max, alert_raised and others, alerts
     /// by kind), counts reconnects and gaps in the ids, and fails the run when a subscriber
     /// misses an event or never connects. Events come from a request stream it sends
