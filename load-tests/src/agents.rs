@@ -483,7 +483,10 @@ pub const MEASURED: &str = "SSE event latency = time the event was read from the
 − the event's server timestamp `at` (one machine, one clock), for every event and subscriber. \
 Fix → alert = time the alert_raised event was read − send time of the last position batch \
 carrying a fix of the case's vehicle sent before the alert's `at`, for moving_away and stalled \
-(raised only on a fix); other alert kinds are reported with the SSE event latency.";
+(raised only on a fix); the link assumes the server needs less than one report interval from \
+a fix to its alert (the \"fix sent → alert recorded\" row shows that part). Other alert kinds \
+(gps_lost and late_departure, raised by time passing on the periodic tick or any fix; \
+arrival_at_risk; no_vehicle on escalation) are reported with the SSE event latency only.";
 
 /// Which events each subscriber missed: every event recorded (`truth`: id → `at`) at or
 /// after its first connection and at or before `window_end` that it did not receive.
