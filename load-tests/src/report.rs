@@ -503,7 +503,7 @@ fn latency_row(markdown: &mut String, name: &str, summary: &LatencySummary) {
 }
 
 /// The "SSE event latency" section.
-fn agents_markdown(md: &mut String, agents: &AgentsReport) {
+fn agents_markdown(md: &mut String, agents: &AgentsReport, interval_s: Option<f64>) {
     let _ = writeln!(
         md,
         "\n## SSE event latency ({} agents)\n\n{}\n",
@@ -604,6 +604,20 @@ fn agents_markdown(md: &mut String, agents: &AgentsReport) {
         "| fix-triggered alerts · linked to their fix · unlinked | {} · {} · {} |",
         fix.alerts, fix.linked_alerts, fix.unlinked_alerts
     );
+    if let (Some(p99_ms), Some(interval_s)) = (fix.to_recorded.p99_ms, interval_s) {
+        let interval_ms = interval_s * 1000.0;
+        let _ = writeln!(
+            md,
+            "| fix → alert link (needs fix sent → recorded below the report interval) | {} |",
+            if p99_ms < interval_ms {
+                format!("holds: p99 {p99_ms:.1} ms < {interval_ms:.0} ms")
+            } else {
+                format!(
+                    "**does not hold**: p99 {p99_ms:.1} ms ≥ {interval_ms:.0} ms, so some alerts may be linked to a later fix than the one that raised them and the fix → alert figures are then a lower bound"
+                )
+            }
+        );
+    }
     if !agents.jobs_by_behaviour.is_empty() {
         let jobs: Vec<String> = agents
             .jobs_by_behaviour
@@ -749,7 +763,11 @@ pub fn markdown(report: &Report, charts: &[&str]) -> String {
         );
     }
     if let Some(agents) = &report.agents {
-        agents_markdown(&mut md, agents);
+        let interval_s = report
+            .fleet
+            .as_ref()
+            .and_then(|fleet| fleet["interval_s"].as_f64());
+        agents_markdown(&mut md, agents, interval_s);
     }
     md.push_str("\n## Invariants\n\n| invariant | checked | violations | |\n|---|---|---|---|\n");
     for verdict in &report.invariants {
@@ -1007,8 +1025,14 @@ mod tests {
             charts.contains(&"sse-latency-histogram.svg".to_owned()),
             "{charts:?}"
         );
+        report.fleet = Some(serde_json::json!({"vehicles": 2000, "interval_s": 1.0}));
+        report.agents.as_mut().unwrap().fix_to_alert.to_recorded = summary(1_500.0);
         let md = markdown(&report, &[]);
         assert!(md.contains("## SSE event latency (100 agents)"), "{md}");
+        assert!(
+            md.contains("**does not hold**: p99 1500.0 ms ≥ 1000 ms"),
+            "{md}"
+        );
         assert!(
             md.contains("| SSE event latency p99 | ≤ 1 s | 100 agents connected | 240.0 ms |"),
             "{md}"
