@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use reqwest::{Method, StatusCode};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
@@ -261,7 +261,23 @@ impl Api {
     /// Creates a console user (agent) and logs them in; returns the bearer token.
     pub async fn create_agent(&self, admin_token: &str, username: &str) -> anyhow::Result<String> {
         let password = format!("load-{}", uuid::Uuid::new_v4().simple());
-        let body = json!({"username": username, "password": password, "role": "agent"});
+        self.create_user(admin_token, username, &password, "agent")
+            .await
+            .context("creating the agent user (is the admin token right?)")?;
+        self.login(username, &password)
+            .await
+            .context("logging the agent in")
+    }
+
+    /// Creates a console user with a role.
+    pub async fn create_user(
+        &self,
+        admin_token: &str,
+        username: &str,
+        password: &str,
+        role: &str,
+    ) -> Result<(), CallError> {
+        let body = json!({"username": username, "password": password, "role": role});
         self.call::<Value>(
             Method::POST,
             "/v1/admin/users",
@@ -270,15 +286,18 @@ impl Api {
             &[],
         )
         .await
-        .context("creating the agent user (is the admin token right?)")?;
+        .map(drop)
+    }
+
+    /// Logs a console user in; returns the bearer token.
+    pub async fn login(&self, username: &str, password: &str) -> Result<String, CallError> {
         let login = json!({"username": username, "password": password});
         let session: Value = self
             .call(Method::POST, "/v1/auth/login", None, Some(&login), &[])
-            .await
-            .context("logging the agent in")?;
+            .await?;
         match session["token"].as_str() {
             Some(token) => Ok(token.to_owned()),
-            None => bail!("login answered without a token: {session}"),
+            None => Err(CallError::Transport("body".to_owned())),
         }
     }
 

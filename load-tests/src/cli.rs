@@ -9,7 +9,7 @@ use clap::{Args, Parser, Subcommand};
 ///
 /// Talks to a running server only through its public HTTP API, like real clients: tow
 /// companies reporting positions and answering offers, drivers asking for help, agents
-/// reading timelines. Every run is bounded in count and time, shows a progress bar on a
+/// reading timelines and watching the live feed (GET /v1/stream). Every run is bounded in count and time, shows a progress bar on a
 /// terminal, ends with a report (JSON, Markdown, SVG charts) and checks the server's
 /// guarantees (no double-booked truck, every acknowledged request exists exactly once in a
 /// recorded state, every offer expires). Exit status: 0 when every invariant held, 1 when
@@ -85,9 +85,45 @@ pub enum Command {
     /// Maximum-rate position ingest through POST /v1/provider/positions over keep-alive
     /// connections: fixes/s accepted, request latency, errors.
     Positions(PositionsArgs),
-    /// Fleet and requests together, as described in a TOML file (seed, server settings,
-    /// fleet, request rate, duration): a reproducible run.
+    /// Agents watching the live feed (GET /v1/stream, Server-Sent Events): SSE event
+    /// latency, reconnects, missed events.
+    ///
+    /// K console users (role agent) created through the admin API, each subscribed to
+    /// GET /v1/stream for the whole run, reconnecting with Last-Event-ID. Measures the SSE event latency (time read −
+    /// the event's server timestamp `at`; p50/p90/p99/max, alert_raised and others, alerts
+    /// by kind), counts reconnects and gaps in the ids, and fails the run when a subscriber
+    /// misses an event or never connects. Events come from a request stream it sends
+    /// itself (--rate; without a fleet the cases escalate, raising no_vehicle alerts) or,
+    /// with --rate 0, from whatever else loads the server. For fix → alert latency, run a
+    /// scenario with an [agents] section and misbehaving trucks
+    /// (load-tests/scenarios/agents-100.toml).
+    Agents(AgentsArgs),
+    /// Fleet, requests and optionally agents together, as described in a TOML file (seed,
+    /// server settings, fleet and misbehaving trucks, request rate, agents on the stream,
+    /// duration): a reproducible run.
     Scenario(ScenarioArgs),
+}
+
+/// `agents`.
+#[derive(Debug, Clone, Args)]
+pub struct AgentsArgs {
+    /// Agents subscribed to the stream (each its own user and connection).
+    #[arg(long, default_value_t = 100)]
+    pub agents: usize,
+    /// Seconds of listening (and of requests, with --rate).
+    #[arg(long, default_value_t = 60)]
+    pub duration_s: u64,
+    /// Rescue requests per second sent meanwhile so that there are events; 0 to only
+    /// listen.
+    #[arg(long, default_value_t = 5.0)]
+    pub rate: f64,
+    /// After the last request, wait up to this many seconds for the cases to leave
+    /// `new`/`dispatching` (their events are measured too).
+    #[arg(long, default_value_t = 15)]
+    pub drain_s: u64,
+    /// Report missed events and streams that never connected, but do not fail the run.
+    #[arg(long)]
+    pub allow_missed: bool,
 }
 
 /// `fleet`.
@@ -247,6 +283,17 @@ mod tests {
             panic!("requests")
         };
         assert_eq!((args.rate, args.count), (50.0, Some(10)));
+    }
+
+    #[test]
+    fn agents_take_their_count_and_rate() {
+        let cli =
+            Cli::try_parse_from(["load-tests", "agents", "--agents", "5", "--rate", "0"]).unwrap();
+        let Command::Agents(args) = cli.command else {
+            panic!("agents")
+        };
+        assert_eq!((args.agents, args.rate, args.duration_s), (5, 0.0, 60));
+        assert!(!args.allow_missed);
     }
 
     #[test]

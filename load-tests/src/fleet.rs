@@ -17,6 +17,7 @@ use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::agents::FixLog;
 use crate::api::{Api, ProviderOffer};
 use crate::console::Console;
 use crate::rng::{self, SimRng, log_normal_clamped, weighted_index};
@@ -55,6 +56,105 @@ pub mod names {
     pub const JOBS_COMPLETED: &str = "jobs_completed";
     /// Jobs abandoned because the server refused a step (e.g. the case was cancelled).
     pub const JOBS_ABORTED: &str = "jobs_aborted";
+    /// Accepted jobs driven the wrong way on purpose.
+    pub const JOBS_RUNAWAY: &str = "jobs_runaway";
+    /// Accepted jobs where the truck stopped on the way on purpose.
+    pub const JOBS_STALLED: &str = "jobs_stalled";
+    /// Accepted jobs where the truck stopped reporting on purpose.
+    pub const JOBS_SILENT: &str = "jobs_silent";
+}
+
+/// Trucks that misbehave after accepting a job, so that the tracker raises alerts: shares
+/// of accepted jobs (the rest are driven normally).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Misbehaviour {
+    /// Drive away from the customer (`moving_away`, raised on a fix).
+    pub runaway: f64,
+    /// Drive towards the customer, then stop and keep reporting the same place
+    /// (`stalled`, raised on a fix).
+    pub stall: f64,
+    /// Stop reporting positions (`gps_lost` and `late_departure`, raised on the tick).
+    pub silent: f64,
+    /// How long the misbehaviour lasts after acceptance before the job carries on
+    /// normally, seconds.
+    pub hold_s: f64,
+    /// A stalling truck drives this long before it stops, seconds (it must first get
+    /// 150 m from where it accepted to count as departed).
+    pub stall_after_s: f64,
+}
+
+impl Default for Misbehaviour {
+    fn default() -> Self {
+        Misbehaviour {
+            runaway: 0.0,
+            stall: 0.0,
+            silent: 0.0,
+            hold_s: 40.0,
+            stall_after_s: 20.0,
+        }
+    }
+}
+
+impl Misbehaviour {
+    /// Checks the shares and times.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        let shares = [self.runaway, self.stall, self.silent];
+        anyhow::ensure!(
+            shares.iter().all(|share| (0.0..=1.0).contains(share))
+                && shares.iter().sum::<f64>() <= 1.0 + 1e-9,
+            "runaway, stall and silent are shares between 0 and 1 that add up to at most 1"
+        );
+        anyhow::ensure!(
+            self.hold_s >= 0.0 && self.stall_after_s >= 0.0 && self.stall_after_s <= self.hold_s,
+            "hold_s and stall_after_s must be positive, stall_after_s at most hold_s"
+        );
+        Ok(())
+    }
+
+    /// Whether any truck misbehaves.
+    pub fn any(&self) -> bool {
+        self.runaway + self.stall + self.silent > 0.0
+    }
+
+    /// Picks the behaviour of one accepted job. Pure.
+    pub fn pick(&self, rng: &mut SimRng) -> JobBehaviour {
+        let draw: f64 = rng.random();
+        if draw < self.runaway {
+            JobBehaviour::Runaway
+        } else if draw < self.runaway + self.stall {
+            JobBehaviour::Stall
+        } else if draw < self.runaway + self.stall + self.silent {
+            JobBehaviour::Silent
+        } else {
+            JobBehaviour::Normal
+        }
+    }
+}
+
+/// How a truck drives an accepted job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobBehaviour {
+    /// To the customer.
+    Normal,
+    /// Away from the customer for a while.
+    Runaway,
+    /// Towards the customer, then standing still for a while.
+    Stall,
+    /// Silent for a while.
+    Silent,
+}
+
+impl JobBehaviour {
+    /// Its name in the report.
+    pub fn name(self) -> &'static str {
+        match self {
+            JobBehaviour::Normal => "normal",
+            JobBehaviour::Runaway => "runaway",
+            JobBehaviour::Stall => "stall",
+            JobBehaviour::Silent => "silent",
+        }
+    }
 }
 
 /// How the providers' dispatchers behave.
@@ -151,6 +251,8 @@ pub struct FleetSpec {
     pub interval_s: f64,
     /// How dispatchers answer.
     pub behaviour: Behaviour,
+    /// How trucks misbehave on jobs.
+    pub misbehaviour: Misbehaviour,
     /// Where.
     pub city: City,
     /// The run's seed.
@@ -173,6 +275,10 @@ struct SimTruck {
     id: String,
     truck: Truck,
     last_ts: DateTime<Utc>,
+    /// On a job: the send times of its fixes go to the fix log.
+    on_job: bool,
+    /// Not reporting.
+    silent: bool,
 }
 
 #[derive(Debug)]
@@ -198,16 +304,22 @@ impl ProviderSim {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Moves every truck to now and returns the position batches to send.
-    fn position_batches(&self, city: &City) -> Vec<Value> {
+    /// Moves every truck to now and returns the position batches to send, each with the
+    /// ids of the trucks on a job whose fixes it carries.
+    fn position_batches(&self, city: &City) -> Vec<(Value, Vec<String>)> {
         let now = Utc::now();
         let mut guard = self.lock();
         let trucks = &mut *guard;
         let dt_s = trucks.last_advance.elapsed().as_secs_f64();
         trucks.last_advance = Instant::now();
         let mut fixes = Vec::with_capacity(trucks.trucks.len());
+        let mut on_job = Vec::with_capacity(trucks.trucks.len());
         for sim in &mut trucks.trucks {
             let sample = sim.truck.advance(dt_s, city, &mut trucks.rng);
+            if sim.silent {
+                continue;
+            }
+            on_job.push(sim.on_job.then(|| sim.id.clone()));
             // Strictly newer than the truck's previous fix, whatever the clock does.
             let ts = now.max(sim.last_ts + chrono::Duration::milliseconds(1));
             sim.last_ts = ts;
@@ -222,14 +334,24 @@ impl ProviderSim {
         }
         fixes
             .chunks(BATCH_SIZE)
-            .map(|chunk| json!({ "fixes": chunk }))
+            .zip(on_job.chunks(BATCH_SIZE))
+            .map(|(chunk, on_job)| {
+                (
+                    json!({ "fixes": chunk }),
+                    on_job.iter().flatten().cloned().collect(),
+                )
+            })
             .collect()
     }
 
     fn with_truck(&self, vehicle_id: &str, apply: impl FnOnce(&mut Truck)) {
+        self.with_sim(vehicle_id, |sim| apply(&mut sim.truck));
+    }
+
+    fn with_sim(&self, vehicle_id: &str, apply: impl FnOnce(&mut SimTruck)) {
         let mut trucks = self.lock();
         if let Some(index) = trucks.by_id.get(vehicle_id).copied() {
-            apply(&mut trucks.trucks[index].truck);
+            apply(&mut trucks.trucks[index]);
         }
     }
 }
@@ -239,6 +361,8 @@ impl ProviderSim {
 pub struct Fleet {
     spec: FleetSpec,
     providers: Vec<Arc<ProviderSim>>,
+    /// Send times of the fixes of trucks on jobs, and which truck took which case.
+    pub fix_log: Arc<FixLog>,
     /// How long setup took.
     pub setup_s: f64,
 }
@@ -249,10 +373,18 @@ fn rejection_kind(error: &str) -> String {
     format!("fix rejected: {reason}")
 }
 
-/// Sends one batch, recording its latency, counts and errors.
-async fn send_batch(api: &Api, api_key: &str, batch: &Value, recorder: &Recorder) {
+/// Sends one batch, recording its latency, counts and errors, and when it was sent for
+/// the trucks on jobs in it.
+async fn send_batch(
+    api: &Api,
+    api_key: &str,
+    (batch, on_job): &(Value, Vec<String>),
+    recorder: &Recorder,
+    fix_log: &FixLog,
+) {
     let fixes = batch["fixes"].as_array().map_or(0, Vec::len) as u64;
     recorder.count(names::FIXES_SENT, fixes);
+    fix_log.sent(on_job, Utc::now());
     let started = Instant::now();
     match api.post_positions(api_key, batch).await {
         Ok(receipt) => {
@@ -279,6 +411,7 @@ impl Fleet {
         recorder: &Recorder,
     ) -> anyhow::Result<Fleet> {
         spec.behaviour.validate()?;
+        spec.misbehaviour.validate()?;
         anyhow::ensure!(spec.providers > 0, "at least one provider");
         anyhow::ensure!(
             spec.vehicles >= spec.providers,
@@ -317,6 +450,8 @@ impl Fleet {
                     id,
                     truck: Truck::new(&spec.city, depot, &mut layout_rng),
                     last_ts: DateTime::<Utc>::MIN_UTC,
+                    on_job: false,
+                    silent: false,
                 });
             }
             let by_id = trucks
@@ -358,9 +493,10 @@ impl Fleet {
         }
 
         // A first position for every truck: without one it is not dispatchable.
+        let fix_log = Arc::new(FixLog::default());
         for provider in &providers {
             for batch in provider.position_batches(&spec.city) {
-                send_batch(api, &provider.api_key, &batch, recorder).await;
+                send_batch(api, &provider.api_key, &batch, recorder, &fix_log).await;
             }
         }
         let setup_s = started.elapsed().as_secs_f64();
@@ -371,6 +507,7 @@ impl Fleet {
         Ok(Fleet {
             spec,
             providers,
+            fix_log,
             setup_s,
         })
     }
@@ -400,12 +537,17 @@ impl Fleet {
                 interval,
                 offset,
                 recorder.clone(),
+                self.fix_log.clone(),
                 stop.clone(),
             ));
             tasks.spawn(answer_offers(
                 api.clone(),
                 provider.clone(),
-                self.spec.behaviour.clone(),
+                Dispatcher {
+                    behaviour: self.spec.behaviour.clone(),
+                    misbehaviour: self.spec.misbehaviour.clone(),
+                    fix_log: self.fix_log.clone(),
+                },
                 rng::stream(self.spec.seed, &format!("dispatcher-{}", provider.index)),
                 recorder.clone(),
                 stop.clone(),
@@ -416,6 +558,7 @@ impl Fleet {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn report_positions(
     api: Api,
     provider: Arc<ProviderSim>,
@@ -423,6 +566,7 @@ async fn report_positions(
     interval: Duration,
     offset: Duration,
     recorder: Arc<Recorder>,
+    fix_log: Arc<FixLog>,
     stop: CancellationToken,
 ) {
     let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + offset, interval);
@@ -433,22 +577,31 @@ async fn report_positions(
             _ = ticker.tick() => {}
         }
         for batch in provider.position_batches(&city) {
-            send_batch(&api, &provider.api_key, &batch, &recorder).await;
+            send_batch(&api, &provider.api_key, &batch, &recorder, &fix_log).await;
         }
     }
+}
+
+/// How one company's dispatcher and drivers behave.
+#[derive(Debug, Clone)]
+struct Dispatcher {
+    behaviour: Behaviour,
+    misbehaviour: Misbehaviour,
+    fix_log: Arc<FixLog>,
 }
 
 async fn answer_offers(
     api: Api,
     provider: Arc<ProviderSim>,
-    behaviour: Behaviour,
+    dispatcher: Dispatcher,
     mut rng: SimRng,
     recorder: Arc<Recorder>,
     stop: CancellationToken,
     tasks: TaskTracker,
 ) {
     let mut seen: HashSet<String> = HashSet::new();
-    let mut ticker = tokio::time::interval(Duration::from_millis(behaviour.poll_interval_ms));
+    let mut ticker =
+        tokio::time::interval(Duration::from_millis(dispatcher.behaviour.poll_interval_ms));
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
@@ -470,14 +623,14 @@ async fn answer_offers(
                 continue;
             }
             recorder.count(names::OFFERS_SEEN, 1);
-            let answer = decide(&behaviour, &mut rng);
+            let answer = decide(&dispatcher.behaviour, &mut rng);
             let job_seed: u64 = rng.random();
             tasks.spawn(answer_offer(
                 api.clone(),
                 provider.clone(),
                 offer,
                 answer,
-                behaviour.job_step_s,
+                dispatcher.clone(),
                 job_seed,
                 recorder.clone(),
                 stop.clone(),
@@ -500,7 +653,7 @@ async fn answer_offer(
     provider: Arc<ProviderSim>,
     offer: ProviderOffer,
     answer: Answer,
-    job_step_s: [f64; 2],
+    dispatcher: Dispatcher,
     job_seed: u64,
     recorder: Arc<Recorder>,
     stop: CancellationToken,
@@ -527,19 +680,28 @@ async fn answer_offer(
             let mut job_rng = rng::stream(job_seed, "job");
             let own_eta_s =
                 (f64::from(offer.eta_s) * job_rng.random_range(0.8..1.3)).round() as u32;
+            let job = dispatcher.misbehaviour.pick(&mut job_rng);
             match api.accept(&provider.api_key, &offer.id, own_eta_s).await {
                 Ok(()) => {
                     recorder.count(names::OFFERS_ACCEPTED, 1);
+                    dispatcher
+                        .fix_log
+                        .job(&offer.case_id, &offer.vehicle_id, job.name());
+                    provider.with_sim(&offer.vehicle_id, |sim| sim.on_job = true);
                     drive_job(
                         &api,
                         &provider,
                         &offer,
-                        job_step_s,
+                        (job, &dispatcher),
                         &mut job_rng,
                         &recorder,
                         &stop,
                     )
                     .await;
+                    provider.with_sim(&offer.vehicle_id, |sim| {
+                        sim.on_job = false;
+                        sim.silent = false;
+                    });
                 }
                 Err(error) if error.status() == Some(409) => {
                     recorder.count(names::ANSWERS_TOO_LATE, 1)
@@ -554,7 +716,7 @@ async fn drive_job(
     api: &Api,
     provider: &ProviderSim,
     offer: &ProviderOffer,
-    job_step_s: [f64; 2],
+    (job, dispatcher): (JobBehaviour, &Dispatcher),
     rng: &mut SimRng,
     recorder: &Recorder,
     stop: &CancellationToken,
@@ -563,7 +725,26 @@ async fn drive_job(
         lat: offer.location.lat,
         lon: offer.location.lon,
     };
-    let [step_min, step_max] = job_step_s;
+    let accepted = Instant::now();
+    let misbehaviour = &dispatcher.misbehaviour;
+    let hold = Duration::from_secs_f64(misbehaviour.hold_s);
+    // Misbehaving from the acceptance on.
+    match job {
+        JobBehaviour::Normal => {}
+        JobBehaviour::Runaway => {
+            recorder.count(names::JOBS_RUNAWAY, 1);
+            provider.with_truck(&offer.vehicle_id, |truck| truck.drive_away_from(customer));
+        }
+        JobBehaviour::Stall => {
+            recorder.count(names::JOBS_STALLED, 1);
+            provider.with_truck(&offer.vehicle_id, |truck| truck.drive_to_job(customer));
+        }
+        JobBehaviour::Silent => {
+            recorder.count(names::JOBS_SILENT, 1);
+            provider.with_sim(&offer.vehicle_id, |sim| sim.silent = true);
+        }
+    }
+    let [step_min, step_max] = dispatcher.behaviour.job_step_s;
     for status in ["en_route", "on_scene", "completed"] {
         let step_s = if step_max > step_min {
             rng.random_range(step_min..step_max)
@@ -572,6 +753,23 @@ async fn drive_job(
         };
         if !pause(Duration::from_secs_f64(step_s), stop).await {
             return;
+        }
+        if status == "on_scene" && job != JobBehaviour::Normal {
+            // The misbehaviour lasts its time, then the truck gets there after all.
+            if job == JobBehaviour::Stall {
+                let drive = Duration::from_secs_f64(misbehaviour.stall_after_s);
+                if !pause(drive.saturating_sub(accepted.elapsed()), stop).await {
+                    return;
+                }
+                provider.with_truck(&offer.vehicle_id, Truck::halt);
+            }
+            if !pause(hold.saturating_sub(accepted.elapsed()), stop).await {
+                return;
+            }
+            provider.with_sim(&offer.vehicle_id, |sim| {
+                sim.silent = false;
+                sim.truck.drive_to_job(customer);
+            });
         }
         if let Err(error) = api
             .job_status(&provider.api_key, &offer.case_id, status)
@@ -585,7 +783,7 @@ async fn drive_job(
             return;
         }
         match status {
-            "en_route" => {
+            "en_route" if job == JobBehaviour::Normal => {
                 provider.with_truck(&offer.vehicle_id, |truck| truck.drive_to_job(customer))
             }
             "completed" => {
@@ -657,6 +855,8 @@ mod tests {
                 id: format!("T{number}"),
                 truck: Truck::new(&city, city.centre(), &mut rng),
                 last_ts: DateTime::<Utc>::MIN_UTC,
+                on_job: number == 120,
+                silent: number == 7,
             })
             .collect();
         let by_id = trucks
@@ -676,22 +876,66 @@ mod tests {
         };
         let first = provider.position_batches(&city);
         let second = provider.position_batches(&city);
+        // The silent truck (7) sends nothing; the one on a job (120) is named with its batch.
         assert_eq!(
             first
                 .iter()
-                .map(|b| b["fixes"].as_array().unwrap().len())
+                .map(|(b, _)| b["fixes"].as_array().unwrap().len())
                 .collect::<Vec<_>>(),
-            vec![100, 100, 50]
+            vec![100, 100, 49]
         );
-        let ts = |batches: &[Value], index: usize| {
-            batches[index / 100]["fixes"][index % 100]["ts"]
+        let on_job: Vec<&Vec<String>> = first.iter().map(|(_, on_job)| on_job).collect();
+        assert_eq!(on_job, [&vec![], &vec!["T120".to_owned()], &vec![]]);
+        assert!(
+            first
+                .iter()
+                .flat_map(|(b, _)| b["fixes"].as_array().unwrap())
+                .all(|fix| fix["vehicle_id"] != "T7")
+        );
+        let ts = |batches: &[(Value, Vec<String>)], index: usize| {
+            batches[index / 100].0["fixes"][index % 100]["ts"]
                 .as_str()
                 .unwrap()
                 .parse::<DateTime<Utc>>()
                 .unwrap()
         };
-        for index in 0..250 {
+        for index in 0..249 {
             assert!(ts(&second, index) > ts(&first, index));
         }
+    }
+
+    #[test]
+    fn misbehaviour_shares_pick_behaviours_and_impossible_ones_are_refused() {
+        let misbehaviour = Misbehaviour {
+            runaway: 0.2,
+            stall: 0.1,
+            silent: 0.1,
+            ..Misbehaviour::default()
+        };
+        assert!(misbehaviour.validate().is_ok());
+        let mut rng = rng::stream(9, "misbehaviour");
+        let mut counts = HashMap::new();
+        for _ in 0..10_000 {
+            *counts
+                .entry(misbehaviour.pick(&mut rng).name())
+                .or_insert(0) += 1;
+        }
+        assert!((1_800..2_200).contains(&counts["runaway"]), "{counts:?}");
+        assert!((800..1_200).contains(&counts["stall"]), "{counts:?}");
+        assert!((800..1_200).contains(&counts["silent"]), "{counts:?}");
+        assert!(Misbehaviour::default().pick(&mut rng) == JobBehaviour::Normal);
+        assert!(!Misbehaviour::default().any());
+        let too_much = Misbehaviour {
+            runaway: 0.7,
+            stall: 0.4,
+            ..Misbehaviour::default()
+        };
+        assert!(too_much.validate().is_err());
+        let stall_after_hold = Misbehaviour {
+            hold_s: 5.0,
+            stall_after_s: 10.0,
+            ..Misbehaviour::default()
+        };
+        assert!(stall_after_hold.validate().is_err());
     }
 }

@@ -37,6 +37,9 @@ impl CaseRecord {
 /// One timeline event.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct EventRecord {
+    /// Position in the whole event log (the stream's event id).
+    #[serde(default)]
+    pub id: i64,
     /// Position in the case's timeline, from 1.
     pub seq: i64,
     /// When.
@@ -146,6 +149,7 @@ pub mod fixtures {
     /// An event.
     pub fn event(seq: i64, at_ms: i64, kind: &str, data: Value) -> EventRecord {
         EventRecord {
+            id: 0,
             seq,
             at: at(at_ms),
             kind: kind.to_owned(),

@@ -66,7 +66,7 @@ pub struct Verdict {
 }
 
 impl Verdict {
-    fn new(name: &'static str, description: &'static str) -> Verdict {
+    pub(crate) fn new(name: &'static str, description: &'static str) -> Verdict {
         Verdict {
             name,
             description,
@@ -76,7 +76,7 @@ impl Verdict {
         }
     }
 
-    fn violation(&mut self, message: String) {
+    pub(crate) fn violation(&mut self, message: String) {
         self.violation_count += 1;
         if self.violations.len() < MAX_LISTED {
             self.violations.push(message);

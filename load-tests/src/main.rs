@@ -10,13 +10,15 @@
 //! writes a report: JSON, Markdown and SVG charts.
 //!
 //! Layout: [`cli`] (options), [`run`] (a run from start to report), [`fleet`], [`requests`]
-//! and [`positions`] (the kinds of load), [`sim`] and [`mix`] (pure simulation of trucks
+//! and [`positions`] (the kinds of load), [`agents`] (agents on the live feed, with the
+//! [`sse`] parser), [`sim`] and [`mix`] (pure simulation of trucks
 //! and requests), [`api`] (the HTTP client), [`history`] and [`invariants`] (what the
 //! server recorded and the checks on it), [`stats`], [`report`] and [`svg`] (figures and
 //! their presentation), [`server`] (starting the server and sampling `/proc`), [`target`]
 //! (loopback only), [`scenario`] (TOML files), [`console`] (progress bars), [`rng`]
 //! (seeded randomness).
 
+mod agents;
 mod api;
 mod cli;
 mod console;
@@ -32,6 +34,7 @@ mod run;
 mod scenario;
 mod server;
 mod sim;
+mod sse;
 mod stats;
 mod svg;
 mod target;

@@ -10,6 +10,7 @@ use anyhow::Context;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
+use crate::agents::{AgentsReport, TARGET_P99_MS};
 use crate::history::CaseHistory;
 use crate::invariants::Verdict;
 use crate::positions::PositionsOutcome;
@@ -165,6 +166,8 @@ pub struct Report {
     pub requests: Option<serde_json::Value>,
     /// Dispatch figures from the timelines.
     pub dispatch: Option<DispatchReport>,
+    /// Agents on the live feed: SSE event latency, fix → alert, completeness.
+    pub agents: Option<AgentsReport>,
     /// Client-side latencies by metric.
     pub latencies: BTreeMap<String, LatencySummary>,
     /// Counts by name.
@@ -250,6 +253,49 @@ impl Report {
                     self.target.database, self.machine.cpus
                 ),
                 met: p99 <= 10.0,
+            });
+        }
+        self.check_stream_target();
+    }
+
+    /// The SSE target of the issues, when agents listened.
+    fn check_stream_target(&mut self) {
+        let Some(agents) = &self.agents else {
+            return;
+        };
+        let Some(p99) = agents.latency.p99_ms else {
+            return;
+        };
+        let load = match (&self.fleet, &self.requests) {
+            (Some(fleet), Some(requests)) => format!(
+                "{} trucks, {} requests/s",
+                fleet["vehicles"], requests["rate"]
+            ),
+            (None, Some(requests)) => format!("no fleet, {} requests/s", requests["rate"]),
+            _ => "no load of its own".to_owned(),
+        };
+        self.targets.push(TargetCheck {
+            name: "SSE event latency p99".to_owned(),
+            target: "≤ 1 s".to_owned(),
+            conditions: "100 agents connected".to_owned(),
+            measured: format!("{p99:.1} ms"),
+            measured_under: format!(
+                "{} agents connected of {}, {load}, {} on {} CPUs",
+                agents.connected, agents.agents, self.target.database, self.machine.cpus
+            ),
+            met: p99 <= TARGET_P99_MS && agents.connected == agents.agents,
+        });
+        if let Some(p99) = agents.fix_to_alert.latency.p99_ms {
+            self.targets.push(TargetCheck {
+                name: "fix → alert on the SSE stream p99".to_owned(),
+                target: "≤ 1 s".to_owned(),
+                conditions: "under load".to_owned(),
+                measured: format!("{p99:.1} ms"),
+                measured_under: format!(
+                    "{} fix-triggered alerts × {} agents, {load}",
+                    agents.fix_to_alert.linked_alerts, agents.connected
+                ),
+                met: p99 <= TARGET_P99_MS,
             });
         }
     }
@@ -351,6 +397,34 @@ impl Report {
                 histogram_svg(histogram_of, &distribution),
             ));
         }
+        if let Some(agents) = &self.agents {
+            let mut lines = latency_lines_of("every event", &agents.latency_series);
+            lines.extend(latency_lines_of(
+                "alert_raised",
+                &agents.alert_latency_series,
+            ));
+            lines.extend(latency_lines_of("fix → alert", &agents.fix_to_alert.series));
+            charts.push((
+                "sse-latency-over-time.svg".to_owned(),
+                svg::line_chart(
+                    &Frame {
+                        title: format!(
+                            "SSE event latency, {} agents (receive − event at; fix → alert: receive − fix sent)",
+                            agents.connected
+                        ),
+                        x_label: "seconds since start (by receive time)".to_owned(),
+                        y_label: "ms".to_owned(),
+                    },
+                    &lines,
+                ),
+            ));
+            if !agents.latency_distribution.is_empty() {
+                charts.push((
+                    "sse-latency-histogram.svg".to_owned(),
+                    histogram_svg("SSE event latency", &agents.latency_distribution),
+                ));
+            }
+        }
         if let Some(server) = &self.server
             && server.samples > 1
         {
@@ -426,6 +500,136 @@ fn latency_row(markdown: &mut String, name: &str, summary: &LatencySummary) {
         optional_ms(summary.p99_ms),
         optional_ms(summary.max_ms)
     );
+}
+
+/// The "SSE event latency" section.
+fn agents_markdown(md: &mut String, agents: &AgentsReport, interval_s: Option<f64>) {
+    let _ = writeln!(
+        md,
+        "\n## SSE event latency ({} agents)\n\n{}\n",
+        agents.agents, agents.measured
+    );
+    md.push_str("| what | count | p50 | p90 | p99 | max |\n|---|---|---|---|---|---|\n");
+    latency_row(md, "every event (receive − at)", &agents.latency);
+    latency_row(md, "alert_raised (receive − at)", &agents.latency_alerts);
+    latency_row(md, "other kinds (receive − at)", &agents.latency_other);
+    for (kind, figures) in &agents.alerts_by_kind {
+        latency_row(
+            md,
+            &format!("alert {kind} (receive − at)"),
+            &figures.latency,
+        );
+    }
+    let fix = &agents.fix_to_alert;
+    latency_row(
+        md,
+        "fix → alert on the stream (receive − fix sent)",
+        &fix.latency,
+    );
+    latency_row(
+        md,
+        "… fix sent → alert recorded (at − fix sent), per alert",
+        &fix.to_recorded,
+    );
+    latency_row(
+        md,
+        "… alert recorded → received (receive − at)",
+        &fix.recorded_to_received,
+    );
+    md.push_str("\n| figure | value |\n|---|---|\n");
+    let [least, mean, most] = agents.events_per_subscriber;
+    let _ = writeln!(
+        md,
+        "| agents connected · of | {} · {} |",
+        agents.connected, agents.agents
+    );
+    let _ = writeln!(
+        md,
+        "| distinct events · receipts | {} · {} |",
+        agents.events, agents.receipts
+    );
+    let _ = writeln!(
+        md,
+        "| events per subscriber: least · mean · most | {least:.0} · {mean:.1} · {most:.0} |"
+    );
+    let _ = writeln!(
+        md,
+        "| events each subscriber had to see: least · most | {} · {} |",
+        agents.expected_per_subscriber[0], agents.expected_per_subscriber[1]
+    );
+    let _ = writeln!(
+        md,
+        "| every subscriber saw every event | {} |",
+        if agents.complete {
+            "yes".to_owned()
+        } else {
+            format!(
+                "**no**: {} missed over {} subscribers",
+                agents.missed_events, agents.subscribers_missing
+            )
+        }
+    );
+    let _ = writeln!(
+        md,
+        "| reconnects · failed connection attempts | {} · {} |",
+        agents.reconnects, agents.connect_failures
+    );
+    let _ = writeln!(
+        md,
+        "| gaps in ids (ids skipped) · repeats · unreadable | {} ({}) · {} · {} |",
+        agents.gaps, agents.gap_ids, agents.repeats, agents.malformed
+    );
+    let alerts: Vec<String> = agents
+        .alerts_by_kind
+        .iter()
+        .map(|(kind, figures)| {
+            format!(
+                "{kind} {}{}",
+                figures.alerts,
+                if figures.fix_triggered { " (fix)" } else { "" }
+            )
+        })
+        .collect();
+    let _ = writeln!(
+        md,
+        "| alerts by kind (distinct) | {} |",
+        if alerts.is_empty() {
+            "none".to_owned()
+        } else {
+            alerts.join(", ")
+        }
+    );
+    let _ = writeln!(
+        md,
+        "| fix-triggered alerts · linked to their fix · unlinked | {} · {} · {} |",
+        fix.alerts, fix.linked_alerts, fix.unlinked_alerts
+    );
+    if let (Some(p99_ms), Some(interval_s)) = (fix.to_recorded.p99_ms, interval_s) {
+        let interval_ms = interval_s * 1000.0;
+        let _ = writeln!(
+            md,
+            "| fix → alert link (needs fix sent → recorded below the report interval) | {} |",
+            if p99_ms < interval_ms {
+                format!("holds: p99 {p99_ms:.1} ms < {interval_ms:.0} ms")
+            } else {
+                format!(
+                    "**does not hold**: p99 {p99_ms:.1} ms ≥ {interval_ms:.0} ms, so some alerts may be linked to a later fix than the one that raised them and the fix → alert figures are then a lower bound"
+                )
+            }
+        );
+    }
+    if !agents.jobs_by_behaviour.is_empty() {
+        let jobs: Vec<String> = agents
+            .jobs_by_behaviour
+            .iter()
+            .map(|(behaviour, count)| format!("{behaviour} {count}"))
+            .collect();
+        let _ = writeln!(
+            md,
+            "| accepted jobs by truck behaviour | {} |",
+            jobs.join(", ")
+        );
+    }
 }
 
 /// The Markdown summary.
@@ -507,6 +711,9 @@ pub fn markdown(report: &Report, charts: &[&str]) -> String {
         "answers_too_late",
         "jobs_completed",
         "jobs_aborted",
+        "jobs_runaway",
+        "jobs_stalled",
+        "jobs_silent",
     ] {
         if let Some(count) = report.counts.get(name) {
             let _ = writeln!(md, "| {} | {count} |", name.replace('_', " "));
@@ -554,6 +761,13 @@ pub fn markdown(report: &Report, charts: &[&str]) -> String {
             &format!("client: {}", name.replace('_', " ")),
             summary,
         );
+    }
+    if let Some(agents) = &report.agents {
+        let interval_s = report
+            .fleet
+            .as_ref()
+            .and_then(|fleet| fleet["interval_s"].as_f64());
+        agents_markdown(&mut md, agents, interval_s);
     }
     md.push_str("\n## Invariants\n\n| invariant | checked | violations | |\n|---|---|---|---|\n");
     for verdict in &report.invariants {
@@ -649,6 +863,7 @@ mod tests {
             positions: None,
             requests: None,
             dispatch: None,
+            agents: None,
             latencies: BTreeMap::new(),
             counts: BTreeMap::new(),
             errors: BTreeMap::new(),
@@ -753,6 +968,78 @@ mod tests {
             std::fs::read_to_string(dir.path().join("latency-over-time.svg"))
                 .unwrap()
                 .starts_with("<svg")
+        );
+    }
+
+    #[test]
+    fn the_stream_figures_get_a_section_a_target_and_charts() {
+        use crate::agents::{AgentsReport, FixToAlert};
+        let mut report = report();
+        let summary = |p99_ms: f64| LatencySummary {
+            count: 10,
+            mean_ms: Some(p99_ms / 2.0),
+            p50_ms: Some(p99_ms / 2.0),
+            p90_ms: Some(p99_ms),
+            p99_ms: Some(p99_ms),
+            max_ms: Some(p99_ms),
+        };
+        report.agents = Some(AgentsReport {
+            agents: 100,
+            connected: 100,
+            complete: true,
+            latency: summary(240.0),
+            fix_to_alert: FixToAlert {
+                linked_alerts: 3,
+                latency: summary(1_250.0),
+                ..FixToAlert::default()
+            },
+            latency_series: vec![LatencyPoint {
+                t_s: 0.0,
+                count: 10,
+                p50_ms: 120.0,
+                p99_ms: 240.0,
+                max_ms: 240.0,
+            }],
+            latency_distribution: vec![(256.0, 10)],
+            ..AgentsReport::default()
+        });
+        report.check_targets();
+        let names: Vec<(&str, bool)> = report
+            .targets
+            .iter()
+            .map(|target| (target.name.as_str(), target.met))
+            .collect();
+        assert_eq!(
+            names,
+            vec![
+                ("SSE event latency p99", true),
+                ("fix → alert on the SSE stream p99", false)
+            ]
+        );
+        let charts: Vec<String> = report.charts().into_iter().map(|(name, _)| name).collect();
+        assert!(
+            charts.contains(&"sse-latency-over-time.svg".to_owned()),
+            "{charts:?}"
+        );
+        assert!(
+            charts.contains(&"sse-latency-histogram.svg".to_owned()),
+            "{charts:?}"
+        );
+        report.fleet = Some(serde_json::json!({"vehicles": 2000, "interval_s": 1.0}));
+        report.agents.as_mut().unwrap().fix_to_alert.to_recorded = summary(1_500.0);
+        let md = markdown(&report, &[]);
+        assert!(md.contains("## SSE event latency (100 agents)"), "{md}");
+        assert!(
+            md.contains("**does not hold**: p99 1500.0 ms ≥ 1000 ms"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| SSE event latency p99 | ≤ 1 s | 100 agents connected | 240.0 ms |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| every subscriber saw every event | yes |"),
+            "{md}"
         );
     }
 }

@@ -12,8 +12,9 @@ use futures::StreamExt;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
+use crate::agents::{self, Agents, AgentsReport, FixLog, StreamStats, Subscribers};
 use crate::api::{Api, CallError};
-use crate::cli::{Cli, Command, FleetArgs, PositionsArgs, RequestsArgs};
+use crate::cli::{AgentsArgs, Cli, Command, FleetArgs, PositionsArgs, RequestsArgs};
 use crate::console::Console;
 use crate::fleet::{Behaviour, Fleet, FleetSpec};
 use crate::history::{CaseHistory, CaseRecord};
@@ -357,6 +358,7 @@ impl Session {
             positions: report_parts.positions.take(),
             requests: report_parts.requests.take(),
             dispatch: report_parts.dispatch.take(),
+            agents: report_parts.agents.take(),
             latencies: BTreeMap::new(),
             counts: BTreeMap::new(),
             errors: BTreeMap::new(),
@@ -386,7 +388,119 @@ struct ReportParts {
     positions: Option<positions::PositionsOutcome>,
     requests: Option<serde_json::Value>,
     dispatch: Option<report::DispatchReport>,
+    agents: Option<AgentsReport>,
     verdicts: Vec<Verdict>,
+}
+
+/// Agents on the live feed during a run.
+struct Watching {
+    setup_s: f64,
+    subscribers: Subscribers,
+    stats: Arc<StreamStats>,
+    fail_on_missed: bool,
+}
+
+/// What the agents saw, before the read-back.
+struct Watched {
+    setup_s: f64,
+    logs: Vec<agents::SubscriberLog>,
+    stopped_at: DateTime<Utc>,
+    stats: Arc<StreamStats>,
+    fail_on_missed: bool,
+}
+
+impl Watching {
+    /// Creates `count` agents and subscribes them all; waits until they are connected.
+    async fn start(
+        session: &Session,
+        count: usize,
+        fail_on_missed: bool,
+    ) -> anyhow::Result<Watching> {
+        let agents = Agents::setup(
+            &session.api,
+            &session.admin_token,
+            count,
+            &session.run_tag,
+            &session.console,
+        )
+        .await?;
+        let stats = Arc::new(StreamStats::new(session.started_at));
+        let stop = session.interrupted.child_token();
+        let subscribers = agents.start(&session.api, &stats, &session.recorder, &stop)?;
+        let connected = subscribers.wait_connected(Duration::from_secs(15)).await;
+        session.console.note(format!(
+            "{connected} of {} agents subscribed to /v1/stream",
+            agents.count()
+        ));
+        Ok(Watching {
+            setup_s: agents.setup_s,
+            subscribers,
+            stats,
+            fail_on_missed,
+        })
+    }
+
+    /// Stops the subscribers.
+    async fn stop(self) -> Watched {
+        let (logs, stopped_at) = self.subscribers.stop().await;
+        Watched {
+            setup_s: self.setup_s,
+            logs,
+            stopped_at,
+            stats: self.stats,
+            fail_on_missed: self.fail_on_missed,
+        }
+    }
+}
+
+impl Watched {
+    /// The report section, checked against the timelines read back; the verdict joins the
+    /// invariants when the run is to fail on a missed event.
+    fn finish(
+        self,
+        session: &Session,
+        histories: &[CaseHistory],
+        fix_log: Option<&FixLog>,
+        verdicts: &mut Vec<Verdict>,
+    ) -> AgentsReport {
+        let timeline_events: Vec<(i64, DateTime<Utc>)> = histories
+            .iter()
+            .flat_map(|history| history.timeline.iter())
+            .filter(|event| event.id > 0)
+            .map(|event| (event.id, event.at))
+            .collect();
+        let window_end = self.stopped_at
+            - chrono::Duration::from_std(agents::DELIVERY_GRACE).unwrap_or_default();
+        let (mut report, verdict) = agents::build_report(
+            &self.logs,
+            &self.stats.snapshot(),
+            &timeline_events,
+            window_end,
+            fix_log,
+            self.stats.origin(),
+        );
+        report.setup_s = self.setup_s;
+        if report.missed_events > 0 {
+            session
+                .recorder
+                .errors("stream: missed event", report.missed_events);
+        }
+        let never = report.agents - report.connected;
+        if never > 0 {
+            session
+                .recorder
+                .errors("stream: never connected", never as u64);
+        }
+        if self.fail_on_missed {
+            verdicts.push(verdict);
+        } else if !verdict.holds() {
+            session.console.note(format!(
+                "agents: {} (not failing the run: missed events allowed)",
+                verdict.violations.first().cloned().unwrap_or_default()
+            ));
+        }
+        report
+    }
 }
 
 fn print_summary(console: &Console, report: &Report, dir: &std::path::Path) {
@@ -397,6 +511,71 @@ fn print_summary(console: &Console, report: &Report, dir: &std::path::Path) {
             target.measured,
             target.target,
             if target.met { "met" } else { "MISSED" }
+        ));
+    }
+    if let Some(agents) = &report.agents {
+        let show =
+            |value: Option<f64>| value.map_or_else(|| "–".to_owned(), |ms| format!("{ms:.1}"));
+        console.note(format!(
+            "SSE event latency ms ({} agents connected of {}, {} events, {} receipts): p50 {} p90 {} p99 {} max {}",
+            agents.connected,
+            agents.agents,
+            agents.events,
+            agents.receipts,
+            show(agents.latency.p50_ms),
+            show(agents.latency.p90_ms),
+            show(agents.latency.p99_ms),
+            show(agents.latency.max_ms)
+        ));
+        console.note(format!(
+            "  alert_raised: p50 {} p99 {} ({} receipts); other kinds: p50 {} p99 {}",
+            show(agents.latency_alerts.p50_ms),
+            show(agents.latency_alerts.p99_ms),
+            agents.latency_alerts.count,
+            show(agents.latency_other.p50_ms),
+            show(agents.latency_other.p99_ms)
+        ));
+        let fix = &agents.fix_to_alert;
+        if fix.alerts > 0 {
+            console.note(format!(
+                "fix → alert on the stream ms ({} of {} fix-triggered alerts linked, {} receipts): p50 {} p90 {} p99 {} max {} (fix sent → recorded p50 {} p99 {})",
+                fix.linked_alerts,
+                fix.alerts,
+                fix.receipts,
+                show(fix.latency.p50_ms),
+                show(fix.latency.p90_ms),
+                show(fix.latency.p99_ms),
+                show(fix.latency.max_ms),
+                show(fix.to_recorded.p50_ms),
+                show(fix.to_recorded.p99_ms)
+            ));
+        }
+        for (kind, figures) in &agents.alerts_by_kind {
+            console.note(format!(
+                "  alert {kind}: {} alerts, {} receipts, SSE latency p50 {} p99 {} max {}{}",
+                figures.alerts,
+                figures.receipts,
+                show(figures.latency.p50_ms),
+                show(figures.latency.p99_ms),
+                show(figures.latency.max_ms),
+                if figures.fix_triggered {
+                    " (raised on a fix)"
+                } else {
+                    ""
+                }
+            ));
+        }
+        console.note(format!(
+            "stream: every subscriber saw every event: {} (missed {}, expected per subscriber {}–{}); reconnects {}, failed connects {}, id gaps {} ({} ids), repeats {}",
+            if agents.complete { "yes" } else { "NO" },
+            agents.missed_events,
+            agents.expected_per_subscriber[0],
+            agents.expected_per_subscriber[1],
+            agents.reconnects,
+            agents.connect_failures,
+            agents.gaps,
+            agents.gap_ids,
+            agents.repeats
         ));
     }
     if let Some(dispatch) = &report.dispatch {
@@ -528,6 +707,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Fleet(args) => run_fleet(&cli, &args).await,
         Command::Requests(args) => run_requests(&cli, &args).await,
         Command::Positions(args) => run_positions(&cli, &args).await,
+        Command::Agents(args) => run_agents(&cli, &args).await,
         Command::Scenario(args) => {
             let scenario = Scenario::load(&args.file)?;
             run_scenario(&cli, &scenario, &args.file.display().to_string()).await
@@ -552,6 +732,7 @@ fn fleet_json(fleet: &Fleet, recorder: &Recorder, ran_s: f64) -> serde_json::Val
         "providers": spec.providers,
         "interval_s": spec.interval_s,
         "behaviour": spec.behaviour,
+        "misbehaviour": spec.misbehaviour.any().then_some(&spec.misbehaviour),
         "city": spec.city,
         "setup_s": fleet.setup_s,
         "ran_s": ran_s,
@@ -633,6 +814,7 @@ async fn run_fleet(cli: &Cli, args: &FleetArgs) -> anyhow::Result<Outcome> {
         providers: args.providers,
         interval_s: args.interval_s,
         behaviour: behaviour_of(&args.behaviour),
+        misbehaviour: crate::fleet::Misbehaviour::default(),
         city: City::default(),
         seed: session.seed,
         run_tag: session.run_tag.clone(),
@@ -767,6 +949,7 @@ async fn run_scenario(cli: &Cli, scenario: &Scenario, file: &str) -> anyhow::Res
         providers: scenario.fleet.providers,
         interval_s: scenario.fleet.interval_s,
         behaviour: scenario.fleet.behaviour.clone(),
+        misbehaviour: scenario.fleet.misbehaviour.clone(),
         city: scenario.city,
         seed: session.seed,
         run_tag: session.run_tag.clone(),
@@ -779,6 +962,10 @@ async fn run_scenario(cli: &Cli, scenario: &Scenario, file: &str) -> anyhow::Res
         &session.recorder,
     )
     .await?;
+    let watching = match &scenario.agents {
+        Some(agents) => Some(Watching::start(&session, agents.count, agents.fail_on_missed).await?),
+        None => None,
+    };
     let total = Duration::from_secs(scenario.duration_s + scenario.drain_s);
     let running = drive_fleet(&session, &fleet, total, "fleet").await;
     let requests_spec = RequestsSpec {
@@ -807,6 +994,10 @@ async fn run_scenario(cli: &Cli, scenario: &Scenario, file: &str) -> anyhow::Res
         }
         Err(_) => Ok(0),
     };
+    let watched = match watching {
+        Some(watching) => Some(watching.stop().await),
+        None => None,
+    };
     let ran_s = running.stop().await;
     let outcome = outcome?;
     let open = settled?;
@@ -815,8 +1006,11 @@ async fn run_scenario(cli: &Cli, scenario: &Scenario, file: &str) -> anyhow::Res
             "{open} cases still in progress after the drain (not a failure)"
         ));
     }
-    let (histories, verdicts) = session.check(&outcome.acknowledged).await?;
+    let (histories, mut verdicts) = session.check(&outcome.acknowledged).await?;
+    let agents = watched
+        .map(|watched| watched.finish(&session, &histories, Some(&fleet.fix_log), &mut verdicts));
     let parts = ReportParts {
+        agents,
         fleet: Some(fleet_json(&fleet, &session.recorder, ran_s)),
         requests: Some(json!({
             "rate": requests_spec.rate, "planned": requests_spec.planned(),
@@ -828,4 +1022,86 @@ async fn run_scenario(cli: &Cli, scenario: &Scenario, file: &str) -> anyhow::Res
         ..ReportParts::default()
     };
     session.finish(format!("scenario {file}"), parts).await
+}
+
+async fn run_agents(cli: &Cli, args: &AgentsArgs) -> anyhow::Result<Outcome> {
+    anyhow::ensure!(args.agents > 0, "--agents must be positive");
+    anyhow::ensure!(args.rate >= 0.0, "--rate must not be negative");
+    let session = Session::open(cli, None).await?;
+    let watching = Watching::start(&session, args.agents, !args.allow_missed).await?;
+    let duration = Duration::from_secs(args.duration_s);
+    let requests_spec = (args.rate > 0.0).then(|| RequestsSpec {
+        rate: args.rate,
+        duration: Some(duration),
+        count: None,
+        max_retries: 3,
+        city: City::default(),
+        seed: session.seed,
+        run_tag: session.run_tag.clone(),
+    });
+    let acknowledged = match &requests_spec {
+        Some(spec) => {
+            let outcome = requests::run(
+                &session.api,
+                spec,
+                &session.recorder,
+                &session.console,
+                &session.interrupted,
+            )
+            .await;
+            match outcome {
+                Ok(outcome) => {
+                    session
+                        .settle(WAITING_FOR_SERVER, Duration::from_secs(args.drain_s))
+                        .await?;
+                    outcome.acknowledged
+                }
+                Err(error) => {
+                    watching.stop().await;
+                    return Err(error);
+                }
+            }
+        }
+        None => {
+            let bar = session.console.timer(duration, "listening");
+            let started = Instant::now();
+            while started.elapsed() < duration && !session.interrupted.is_cancelled() {
+                bar.set_position(started.elapsed().as_secs());
+                bar.set_message(format!(
+                    "{} agents connected",
+                    watching.subscribers.connected()
+                ));
+                sleep_or_interrupt(&session, Duration::from_millis(500)).await;
+            }
+            bar.finish_and_clear();
+            Vec::new()
+        }
+    };
+    // Let the last events reach everybody before the subscribers stop.
+    sleep_or_interrupt(&session, agents::DELIVERY_GRACE).await;
+    let watched = watching.stop().await;
+    let (histories, mut verdicts) = session.check(&acknowledged).await?;
+    let agents = watched.finish(&session, &histories, None, &mut verdicts);
+    let parts = ReportParts {
+        agents: Some(agents),
+        requests: requests_spec.as_ref().map(|spec| {
+            json!({
+                "rate": spec.rate, "planned": spec.planned(), "max_retries": spec.max_retries,
+                "acknowledged": acknowledged.len(),
+            })
+        }),
+        dispatch: (!histories.is_empty())
+            .then(|| report::dispatch_report(&histories, session.started_at)),
+        verdicts,
+        ..ReportParts::default()
+    };
+    session
+        .finish(
+            format!(
+                "agents --agents {} --rate {} --duration-s {}",
+                args.agents, args.rate, args.duration_s
+            ),
+            parts,
+        )
+        .await
 }

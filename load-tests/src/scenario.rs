@@ -21,9 +21,20 @@
 //! job_step_s = [2.0, 10.0]
 //! poll_interval_ms = 1000
 //!
+//! [fleet.misbehaviour]   # optional: shares of accepted jobs driven badly, to raise alerts
+//! runaway = 0.1          # drives away from the customer (moving_away)
+//! stall = 0.05           # drives towards the customer, then stands still (stalled)
+//! silent = 0.05          # stops reporting positions (gps_lost, late_departure)
+//! hold_s = 40.0          # for this long after accepting, then carries on normally
+//! stall_after_s = 20.0   # a stalling truck stops after driving this long
+//!
 //! [requests]
 //! rate = 50.0
 //! count = 3000           # optional cap
+//!
+//! [agents]               # optional: agents watching the live feed (GET /v1/stream)
+//! count = 100
+//! fail_on_missed = true  # a missed event or a stream that never connects fails the run
 //! ```
 
 use std::collections::BTreeMap;
@@ -32,7 +43,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
-use crate::fleet::Behaviour;
+use crate::fleet::{Behaviour, Misbehaviour};
 use crate::sim::City;
 
 /// A scenario.
@@ -60,6 +71,9 @@ pub struct Scenario {
     pub fleet: FleetSection,
     /// The request stream.
     pub requests: RequestsSection,
+    /// Agents watching the live feed.
+    #[serde(default)]
+    pub agents: Option<AgentsSection>,
 }
 
 fn default_drain_s() -> u64 {
@@ -93,6 +107,9 @@ pub struct FleetSection {
     /// How dispatchers answer.
     #[serde(default)]
     pub behaviour: Behaviour,
+    /// How trucks misbehave on jobs.
+    #[serde(default)]
+    pub misbehaviour: Misbehaviour,
 }
 
 fn default_interval_s() -> f64 {
@@ -117,11 +134,35 @@ fn default_retries() -> u32 {
     3
 }
 
+/// `[agents]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentsSection {
+    /// Agents subscribed to the stream.
+    #[serde(default = "default_agents")]
+    pub count: usize,
+    /// Whether a missed event (or a stream that never connects) fails the run.
+    #[serde(default = "default_true")]
+    pub fail_on_missed: bool,
+}
+
+fn default_agents() -> usize {
+    100
+}
+
+fn default_true() -> bool {
+    true
+}
+
 impl Scenario {
     /// Parses and checks a scenario.
     pub fn parse(text: &str) -> anyhow::Result<Scenario> {
         let scenario: Scenario = toml::from_str(text)?;
         scenario.fleet.behaviour.validate()?;
+        scenario.fleet.misbehaviour.validate()?;
+        if let Some(agents) = &scenario.agents {
+            anyhow::ensure!(agents.count > 0, "agents.count must be positive");
+        }
         anyhow::ensure!(scenario.duration_s > 0, "duration_s must be positive");
         anyhow::ensure!(
             scenario.requests.rate > 0.0,
@@ -168,6 +209,34 @@ mod tests {
         assert_eq!(scenario.fleet.behaviour, Behaviour::default());
         assert_eq!(scenario.city, City::default());
         assert_eq!(scenario.requests.max_retries, 3);
+        assert_eq!(scenario.agents, None);
+        assert!(!scenario.fleet.misbehaviour.any());
+    }
+
+    #[test]
+    fn an_agents_section_and_misbehaving_trucks_are_read() {
+        let scenario = Scenario::parse(
+            r#"
+            duration_s = 5
+            [fleet]
+            vehicles = 100
+            providers = 4
+            [fleet.misbehaviour]
+            runaway = 0.2
+            hold_s = 30
+            [requests]
+            rate = 10
+            [agents]
+            "#,
+        )
+        .unwrap();
+        let agents = scenario.agents.unwrap();
+        assert_eq!((agents.count, agents.fail_on_missed), (100, true));
+        assert_eq!(scenario.fleet.misbehaviour.runaway, 0.2);
+        assert_eq!(scenario.fleet.misbehaviour.stall_after_s, 20.0);
+        let base = "duration_s = 5\n[fleet]\nvehicles = 10\nproviders = 2\n[requests]\nrate = 1\n";
+        assert!(Scenario::parse(&format!("{base}[agents]\ncount = 0\n")).is_err());
+        assert!(Scenario::parse(&format!("{base}[agents]\nagents = 3\n")).is_err());
     }
 
     #[test]

@@ -141,6 +141,8 @@ pub enum Activity {
     Parked { remaining_s: f64 },
     /// Driving to a customer; stays there once arrived, until released.
     ToJob,
+    /// Standing still wherever it is, until told otherwise (a truck that stalled).
+    Halted,
 }
 
 /// One simulated position report.
@@ -208,6 +210,27 @@ impl Truck {
     }
 
     /// Ends a job: the truck parks for a moment, then cruises again.
+    /// Drives straight away from `customer` (both grid axes away from it, so the distance
+    /// only grows): a truck that took the job and heads the wrong way.
+    pub fn drive_away_from(&mut self, customer: Point) {
+        let (east_m, north_m) = customer.offset_to_m(self.position);
+        let length_m = east_m.hypot(north_m);
+        let (east, north) = if length_m < 1.0 {
+            (1.0, 0.0)
+        } else {
+            (east_m / length_m, north_m / length_m)
+        };
+        self.target = self.position.moved_m(east * 30_000.0, north * 30_000.0);
+        self.east_west_first = east.abs() >= north.abs();
+        self.activity = Activity::ToJob;
+        self.cruise_kmh = 60.0;
+    }
+
+    /// Stops where it is and stays there.
+    pub fn halt(&mut self) {
+        self.activity = Activity::Halted;
+    }
+
     pub fn release(&mut self) {
         self.activity = Activity::Parked { remaining_s: 30.0 };
     }
@@ -239,6 +262,7 @@ impl Truck {
                     };
                 }
             }
+            Activity::Halted => self.speed_kmh = 0.0,
             Activity::Cruising | Activity::ToJob => self.drive(dt_s, city, rng),
         }
         Sample {
@@ -428,5 +452,45 @@ mod tests {
         let west = ring[0][0].as_f64().unwrap();
         let east = ring[1][0].as_f64().unwrap();
         assert!(west < city.center[1] && city.center[1] < east);
+    }
+
+    #[test]
+    fn a_runaway_truck_only_gets_farther_and_a_halted_one_stays_put() {
+        let (city, mut trucks, mut rng) = fleet(8, 30);
+        let customers: Vec<Point> = trucks
+            .iter()
+            .map(|truck| truck.position().moved_m(700.0, -300.0))
+            .collect();
+        for (truck, customer) in trucks.iter_mut().zip(&customers) {
+            truck.drive_away_from(*customer);
+        }
+        let mut distances: Vec<f64> = trucks
+            .iter()
+            .zip(&customers)
+            .map(|(truck, customer)| truck.position().distance_m(*customer))
+            .collect();
+        for _ in 0..60 {
+            for ((truck, customer), distance) in
+                trucks.iter_mut().zip(&customers).zip(&mut distances)
+            {
+                let now = truck
+                    .advance(1.0, &city, &mut rng)
+                    .position
+                    .distance_m(*customer);
+                assert!(now >= *distance - 1e-6, "{now} < {distance}");
+                *distance = now;
+            }
+        }
+        assert!(
+            distances.iter().all(|d| *d > 760.0 + 200.0),
+            "{distances:?}"
+        );
+        let truck = &mut trucks[0];
+        truck.halt();
+        let before = truck.position();
+        for _ in 0..10 {
+            let sample = truck.advance(1.0, &city, &mut rng);
+            assert_eq!((sample.position, sample.speed_kmh), (before, 0.0));
+        }
     }
 }

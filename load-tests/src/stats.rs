@@ -285,6 +285,12 @@ impl Recorder {
         self.with(|r| *r.errors.entry(kind).or_default() += 1);
     }
 
+    /// Counts `amount` errors of `kind` at once.
+    pub fn errors(&self, kind: impl Into<String>, amount: u64) {
+        let kind = kind.into();
+        self.with(|r| *r.errors.entry(kind).or_default() += amount);
+    }
+
     /// The current value of the count `name`.
     pub fn total(&self, name: &'static str) -> u64 {
         self.with(|r| r.counts.get(name).map_or(0, CountTrack::total))
