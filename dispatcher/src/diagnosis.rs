@@ -354,6 +354,11 @@ impl DiagnosisDesk {
             };
             if let Some((ticket, case)) = self.store.fall_back(id, cutoff, now, &alert).await? {
                 count_ticket("fallback", &ticket);
+                metrics::counter!(
+                    crate::tracking::ALERTS_RAISED,
+                    "kind" => AlertKind::DiagnosisWait.as_str()
+                )
+                .increment(1);
                 tracing::info!(ticket_id = %ticket.id, case_id = %case.id, waited_s, "diagnosis wait exceeded: dispatching");
                 cases.push(case.id);
             }
