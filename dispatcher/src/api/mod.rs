@@ -5,6 +5,7 @@
 pub mod admin;
 pub mod auth;
 pub mod cases;
+pub mod console;
 pub mod diagnosis;
 pub mod dispatch;
 pub mod error;
@@ -214,6 +215,19 @@ pub fn served_routes() -> Vec<ServedRoute> {
             documented: false,
         });
     }
+    // What `router` registers for the console.
+    for path in [
+        console::CONSOLE_PATH.to_owned(),
+        format!("{}/", console::CONSOLE_PATH),
+        format!("{}/{{*path}}", console::CONSOLE_PATH),
+    ] {
+        served.push(ServedRoute {
+            listener: Listener::Main,
+            method: "GET".to_owned(),
+            path,
+            documented: false,
+        });
+    }
     for path in OSMAND_PORT_PATHS {
         for method in OSMAND_PORT_METHODS {
             served.push(ServedRoute {
@@ -241,6 +255,15 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(routes)
         .merge(SwaggerUi::new(DOCS_PATH).url(OPENAPI_PATH, openapi))
+        .route(console::CONSOLE_PATH, axum::routing::get(console::redirect))
+        .route(
+            &format!("{}/", console::CONSOLE_PATH),
+            axum::routing::get(console::index),
+        )
+        .route(
+            &format!("{}/{{*path}}", console::CONSOLE_PATH),
+            axum::routing::get(console::file),
+        )
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(state.config.settings.max_body_bytes))
         .layer(TimeoutLayer::with_status_code(

@@ -4,6 +4,7 @@
 mod authorization;
 mod cases;
 mod concurrency;
+mod console;
 mod demo;
 mod devices;
 mod diagnosis;

@@ -1,0 +1,496 @@
+// Seat-agent console: login, the live alert board, the case view. Talks to the server's
+// public API with the session cookie (HttpOnly, SameSite=Strict) that login sets.
+"use strict";
+
+const state = {
+  lang: "en",
+  user: null,
+  alerts: new Map(), // id → alert (open or acknowledged)
+  seen: new Set(), // alert ids already shown, to spot new ones
+  selected: 0,
+  source: null,
+  refreshTimer: null,
+};
+
+const $ = (id) => document.getElementById(id);
+const t = (key) => (window.I18N[state.lang] && window.I18N[state.lang][key]) || key;
+
+function chooseLanguage() {
+  const saved = localStorage.getItem("rescue.lang");
+  if (saved === "en" || saved === "zh") return saved;
+  const preferred = (navigator.languages || [navigator.language || "en"])[0] || "en";
+  return preferred.toLowerCase().startsWith("zh") ? "zh" : "en";
+}
+
+function applyLanguage() {
+  document.documentElement.lang = state.lang === "zh" ? "zh-CN" : "en";
+  for (const element of document.querySelectorAll("[data-i18n]")) {
+    element.textContent = t(element.dataset.i18n);
+  }
+  $("lang").textContent = t("lang");
+  renderBoard();
+}
+
+async function api(method, path, body) {
+  const init = { method, credentials: "same-origin", headers: { accept: "application/json" } };
+  if (body !== undefined) {
+    init.headers["content-type"] = "application/json";
+    init.body = JSON.stringify(body);
+  }
+  const response = await fetch(path, init);
+  const text = await response.text();
+  const data = text ? JSON.parse(text) : null;
+  if (!response.ok) {
+    const error = new Error((data && data.error && data.error.message) || response.statusText);
+    error.status = response.status;
+    throw error;
+  }
+  return data;
+}
+
+const VIEWS = ["login-view", "board-view", "intake-view", "expert-view", "case-view"];
+
+function show(view) {
+  for (const id of VIEWS) $(id).hidden = id !== view;
+  for (const button of document.querySelectorAll("#nav button")) {
+    if (button.dataset.view === view) button.setAttribute("aria-current", "page");
+    else button.removeAttribute("aria-current");
+  }
+}
+
+async function start() {
+  try {
+    state.user = await api("GET", "/v1/auth/me");
+  } catch (error) {
+    state.user = null;
+  }
+  if (!state.user) {
+    $("logout").hidden = true;
+    $("who").textContent = "";
+    show("login-view");
+    $("username").focus();
+    return;
+  }
+  $("who").textContent = `${state.user.username} (${state.user.role})`;
+  $("logout").hidden = false;
+  $("nav").hidden = state.user.role !== "agent";
+  if (state.user.role === "expert") {
+    show("expert-view");
+    await loadQueue();
+    state.queueTimer = setInterval(loadQueue, 5000);
+    return;
+  }
+  show("board-view");
+  if (state.user.role === "agent") {
+    await loadAlerts();
+    connect();
+  }
+}
+
+// ---- live feed -------------------------------------------------------------------
+
+function setConnection(mode) {
+  const badge = $("conn");
+  badge.className = `conn conn-${mode}`;
+  badge.dataset.i18n = `conn_${mode}`;
+  badge.dataset.state = mode;
+  badge.textContent = t(`conn_${mode}`);
+}
+
+function connect() {
+  if (state.source) state.source.close();
+  // EventSource sends the cookie and reconnects by itself with Last-Event-ID.
+  const source = new EventSource("/v1/stream");
+  state.source = source;
+  source.onopen = () => {
+    setConnection("on");
+    scheduleRefresh(); // catch up with whatever changed while disconnected
+  };
+  source.onerror = () => setConnection(source.readyState === EventSource.CLOSED ? "off" : "retry");
+  for (const kind of ["alert_raised", "alert_escalated", "alert_acknowledged", "alert_resolved"]) {
+    source.addEventListener(kind, scheduleRefresh);
+  }
+  for (const kind of ["status_changed", "note_added", "vehicle_assigned", "offer_sent", "offer_accepted", "triaged"]) {
+    source.addEventListener(kind, (message) => {
+      const event = JSON.parse(message.data);
+      if (state.intakeCase === event.case_id && !$("intake-view").hidden) showIntakeProgress(event.case_id);
+      if (!$("case-view").hidden && $("case-id").textContent === event.case_id) openCase(event.case_id);
+    });
+  }
+}
+
+function scheduleRefresh() {
+  clearTimeout(state.refreshTimer);
+  state.refreshTimer = setTimeout(loadAlerts, 100);
+}
+
+async function loadAlerts() {
+  const [open, acknowledged] = await Promise.all([
+    api("GET", "/v1/alerts?state=open&limit=1000"),
+    api("GET", "/v1/alerts?state=acknowledged&limit=1000"),
+  ]);
+  const fresh = [];
+  state.alerts = new Map();
+  for (const alert of [...open.alerts, ...acknowledged.alerts]) {
+    state.alerts.set(alert.id, alert);
+    if (state.seen.size > 0 && !state.seen.has(alert.id)) fresh.push(alert);
+  }
+  const first = state.seen.size === 0;
+  for (const id of state.alerts.keys()) state.seen.add(id);
+  if (first) state.seen.add("__loaded__");
+  renderBoard(new Set(fresh.map((alert) => alert.id)));
+  if (fresh.some((alert) => alert.severity === "critical")) cue();
+}
+
+function cue() {
+  if (!$("sound").checked) return;
+  try {
+    const audio = new AudioContext();
+    const tone = audio.createOscillator();
+    tone.frequency.value = 880;
+    tone.connect(audio.destination);
+    tone.start();
+    tone.stop(audio.currentTime + 0.25);
+  } catch (error) {
+    // No audio device: the row still flashes.
+  }
+}
+
+const SEVERITY_ORDER = { critical: 0, warning: 1, info: 2 };
+
+function sortedAlerts() {
+  const breach = (alert) => (alert.predicted_breach ? Date.parse(alert.predicted_breach) : Infinity);
+  return [...state.alerts.values()].sort(
+    (a, b) =>
+      (a.state === "open" ? 0 : 1) - (b.state === "open" ? 0 : 1) ||
+      breach(a) - breach(b) ||
+      (SEVERITY_ORDER[a.severity] ?? 3) - (SEVERITY_ORDER[b.severity] ?? 3) ||
+      Date.parse(a.raised_at) - Date.parse(b.raised_at),
+  );
+}
+
+function countdown(alert) {
+  if (!alert.predicted_breach) return { text: "—", overdue: false };
+  const seconds = Math.round((Date.parse(alert.predicted_breach) - Date.now()) / 1000);
+  if (seconds <= 0) return { text: `${t("overdue")} ${formatDuration(-seconds)}`, overdue: true };
+  return { text: formatDuration(seconds), overdue: false };
+}
+
+function formatDuration(seconds) {
+  const m = Math.floor(seconds / 60);
+  const s = seconds % 60;
+  return `${m}:${String(s).padStart(2, "0")}`;
+}
+
+function cell(row, text, className) {
+  const td = document.createElement("td");
+  if (className) {
+    const span = document.createElement("span");
+    span.className = className;
+    span.textContent = text;
+    td.append(span);
+  } else {
+    td.textContent = text;
+  }
+  row.append(td);
+  return td;
+}
+
+function button(label, onClick) {
+  const element = document.createElement("button");
+  element.type = "button";
+  element.textContent = label;
+  element.addEventListener("click", onClick);
+  return element;
+}
+
+function renderBoard(fresh = new Set()) {
+  const body = $("board-rows");
+  if (!body) return;
+  const alerts = sortedAlerts();
+  state.selected = Math.min(state.selected, Math.max(alerts.length - 1, 0));
+  body.replaceChildren();
+  alerts.forEach((alert, index) => {
+    const row = document.createElement("tr");
+    row.dataset.alertId = alert.id;
+    row.dataset.caseId = alert.case_id;
+    if (index === state.selected) row.classList.add("selected");
+    if (fresh.has(alert.id)) row.classList.add("new");
+    const due = countdown(alert);
+    cell(row, due.text, due.overdue ? "overdue" : "").classList.add("countdown");
+    cell(row, alert.severity, `sev-${alert.severity}`);
+    cell(row, alert.kind);
+    const caseCell = cell(row, alert.case_id.slice(0, 8));
+    caseCell.title = alert.case_id;
+    cell(row, alert.message);
+    cell(row, t(`${alert.state}_state`));
+    const actions = cell(row, "");
+    if (alert.state === "open") actions.append(button(t("ack"), () => act(alert, "ack")));
+    actions.append(button(t("resolve"), () => act(alert, "resolve")));
+    actions.append(button(t("open"), () => openCase(alert.case_id)));
+    row.addEventListener("click", () => {
+      state.selected = index;
+      for (const other of body.children) other.classList.toggle("selected", other === row);
+    });
+    body.append(row);
+  });
+  $("board-empty").hidden = alerts.length > 0;
+}
+
+async function act(alert, action) {
+  try {
+    await api("POST", `/v1/alerts/${alert.id}/${action}`);
+  } catch (error) {
+    window.alert(`${t("action_failed")}: ${error.message}`);
+  }
+  await loadAlerts();
+}
+
+// ---- case view -------------------------------------------------------------------
+
+async function openCase(caseId) {
+  const [found, timeline] = await Promise.all([
+    api("GET", `/v1/cases/${caseId}`),
+    api("GET", `/v1/cases/${caseId}/timeline`),
+  ]);
+  $("case-id").textContent = found.id;
+  const details = $("case-details");
+  details.replaceChildren();
+  const rows = [
+    ["status", found.status],
+    ["service", found.service],
+    ["promised", found.promised_arrival || "—"],
+    ["predicted", found.predicted_arrival || "—"],
+    ["created", found.created_at],
+  ];
+  for (const [key, value] of rows) {
+    const dt = document.createElement("dt");
+    dt.textContent = t(key);
+    const dd = document.createElement("dd");
+    dd.textContent = value;
+    dd.dataset.field = key;
+    details.append(dt, dd);
+  }
+  const list = $("timeline");
+  list.replaceChildren();
+  for (const event of timeline.events) {
+    const item = document.createElement("li");
+    item.dataset.kind = event.kind;
+    const code = document.createElement("code");
+    code.textContent = `${event.at} ${event.actor} `;
+    const kind = document.createElement("strong");
+    kind.textContent = event.kind;
+    const data = document.createElement("span");
+    data.textContent = ` ${JSON.stringify(event.data)}`;
+    item.append(code, kind, data);
+    list.append(item);
+  }
+  show("case-view");
+}
+
+// ---- hotline intake -------------------------------------------------------------
+
+function parseCoordinates(text) {
+  const parts = text.split(/[,\s]+/).filter(Boolean).map(Number);
+  if (parts.length !== 2 || parts.some((part) => !Number.isFinite(part))) return null;
+  const [lat, lon] = parts;
+  if (Math.abs(lat) > 90 || Math.abs(lon) > 180) return null;
+  return { lat, lon };
+}
+
+async function submitIntake(submit) {
+  submit.preventDefault();
+  $("intake-error").textContent = "";
+  const position = parseCoordinates($("in-coords").value);
+  if (!position) {
+    $("intake-error").textContent = t("bad_coords");
+    return;
+  }
+  const body = {
+    channel: "hotline",
+    customer: { name: $("in-name").value, phone: $("in-phone").value },
+    location: { ...position, crs: "wgs84", road_kind: $("in-road").value },
+    fault: { category: $("in-fault").value, symptoms: [] },
+    service: $("in-service").value,
+    safety: {
+      accident: $("in-accident").checked,
+      injury: $("in-injury").checked,
+      smoke_or_fire: $("in-smoke").checked,
+      vulnerable_customer: $("in-vulnerable").checked,
+      requests_vehicle: $("in-truck").checked,
+    },
+  };
+  if ($("in-plate").value) body.customer.plate = $("in-plate").value;
+  if ($("in-address").value) body.location.address = $("in-address").value;
+  if ($("in-description").value) body.fault.description = $("in-description").value;
+  try {
+    const created = await api("POST", "/v1/cases", body);
+    state.intakeCase = created.case.id;
+    // The live feed drives the updates; a slow poll covers a feed that is reconnecting.
+    clearInterval(state.intakeTimer);
+    state.intakeTimer = setInterval(() => {
+      if (!state.intakeCase || $("intake-view").hidden) return;
+      showIntakeProgress(state.intakeCase).catch(() => {});
+    }, 2000);
+    $("intake-case").textContent = created.case.id;
+    $("intake-result").hidden = false;
+    await showIntakeProgress(created.case.id);
+  } catch (error) {
+    $("intake-error").textContent = error.message;
+  }
+}
+
+async function showIntakeProgress(caseId) {
+  const [found, timeline] = await Promise.all([
+    api("GET", `/v1/cases/${caseId}`),
+    api("GET", `/v1/cases/${caseId}/timeline`),
+  ]);
+  $("intake-status").textContent = found.status;
+  $("intake-status").dataset.status = found.status;
+  const triaged = timeline.events.find((event) => event.kind === "triaged");
+  if (triaged) {
+    const reasons = (triaged.data.reasons || []).map((reason) => reason.code).join(", ");
+    $("intake-triage").textContent = `${t("triage")}: ${triaged.data.outcome}${reasons ? ` (${reasons})` : ""}`;
+    $("intake-triage").dataset.outcome = triaged.data.outcome;
+  }
+}
+
+// ---- expert view -----------------------------------------------------------------
+
+async function loadQueue() {
+  if (!state.user || state.user.role !== "expert") return;
+  const queue = await api("GET", "/v1/diagnosis/queue");
+  $("queue-waiting").textContent = String(queue.waiting);
+  const body = $("queue-rows");
+  body.replaceChildren();
+  for (const ticket of queue.tickets) {
+    const row = document.createElement("tr");
+    row.dataset.ticketId = ticket.id;
+    cell(row, ticket.category);
+    cell(row, ticket.skill);
+    cell(row, ticket.queued_at);
+    cell(row, ticket.claimed_by ? "✓" : "");
+    body.append(row);
+  }
+}
+
+async function claimNext() {
+  $("claim-empty").hidden = true;
+  const response = await fetch("/v1/diagnosis/claim", { method: "POST", credentials: "same-origin" });
+  if (response.status === 204) {
+    $("claim-empty").hidden = false;
+    return;
+  }
+  if (!response.ok) {
+    window.alert(`${t("action_failed")}: ${response.status}`);
+    return;
+  }
+  const { ticket, case: claimed } = await response.json();
+  state.ticket = ticket;
+  $("ticket-id").textContent = ticket.id;
+  const details = $("ticket-details");
+  details.replaceChildren();
+  for (const [key, value] of [
+    ["customer", claimed.customer.name],
+    ["phone", claimed.customer.phone],
+    ["fault", `${claimed.fault.category}${claimed.fault.description ? ` — ${claimed.fault.description}` : ""}`],
+    ["service", claimed.service],
+    ["location", claimed.location.address || `${claimed.location.lat}, ${claimed.location.lon}`],
+  ]) {
+    const dt = document.createElement("dt");
+    dt.textContent = t(key);
+    const dd = document.createElement("dd");
+    dd.textContent = value;
+    details.append(dt, dd);
+  }
+  $("ticket-notes").value = "";
+  $("ticket-outcome").textContent = "";
+  $("solve").disabled = $("escalate").disabled = false;
+  $("ticket").hidden = false;
+  await loadQueue();
+}
+
+async function report(outcome) {
+  if (!state.ticket) return;
+  const notes = $("ticket-notes").value.trim();
+  try {
+    await api("POST", `/v1/diagnosis/${state.ticket.id}/${outcome}`, notes ? { notes } : undefined);
+    $("ticket-outcome").textContent = t(outcome === "solve" ? "outcome_solved" : "outcome_escalated");
+    $("ticket-outcome").dataset.outcome = outcome;
+    $("solve").disabled = $("escalate").disabled = true;
+    state.ticket = null;
+  } catch (error) {
+    $("ticket-outcome").textContent = `${t("action_failed")}: ${error.message}`;
+  }
+  await loadQueue();
+}
+
+// ---- wiring ----------------------------------------------------------------------
+
+document.addEventListener("DOMContentLoaded", () => {
+  state.lang = chooseLanguage();
+  $("sound").checked = localStorage.getItem("rescue.sound") !== "off";
+  applyLanguage();
+  $("lang").addEventListener("click", () => {
+    state.lang = state.lang === "zh" ? "en" : "zh";
+    localStorage.setItem("rescue.lang", state.lang);
+    applyLanguage();
+  });
+  $("sound").addEventListener("change", () =>
+    localStorage.setItem("rescue.sound", $("sound").checked ? "on" : "off"),
+  );
+  $("login-form").addEventListener("submit", async (submit) => {
+    submit.preventDefault();
+    $("login-error").textContent = "";
+    try {
+      await api("POST", "/v1/auth/login", { username: $("username").value, password: $("password").value });
+      $("password").value = "";
+      await start();
+    } catch (error) {
+      $("login-error").textContent = error.status === 401 ? t("login_failed") : error.message;
+    }
+  });
+  $("logout").addEventListener("click", async () => {
+    try {
+      await api("POST", "/v1/auth/logout");
+    } finally {
+      if (state.source) state.source.close();
+      clearInterval(state.queueTimer);
+      setConnection("off");
+      await start();
+    }
+  });
+  $("back").addEventListener("click", () => show("board-view"));
+  for (const button of document.querySelectorAll("#nav button")) {
+    button.addEventListener("click", () => show(button.dataset.view));
+  }
+  $("intake-form").addEventListener("submit", submitIntake);
+  $("intake-open").addEventListener("click", () => openCase(state.intakeCase));
+  $("claim").addEventListener("click", claimNext);
+  $("solve").addEventListener("click", () => report("solve"));
+  $("escalate").addEventListener("click", () => report("escalate"));
+  document.addEventListener("keydown", (key) => {
+    if ($("board-view").hidden || key.target.closest("input, textarea, select")) return;
+    const alerts = sortedAlerts();
+    const current = alerts[state.selected];
+    if (key.key === "j") state.selected = Math.min(state.selected + 1, alerts.length - 1);
+    else if (key.key === "k") state.selected = Math.max(state.selected - 1, 0);
+    else if (key.key === "a" && current && current.state === "open") return act(current, "ack");
+    else if (key.key === "r" && current) return act(current, "resolve");
+    else if (key.key === "Enter" && current) return openCase(current.case_id);
+    else return;
+    renderBoard();
+  });
+  // The countdowns tick without a reload.
+  setInterval(() => {
+    const alerts = sortedAlerts();
+    document.querySelectorAll("#board-rows tr").forEach((row, index) => {
+      const alert = alerts[index];
+      if (!alert) return;
+      const due = countdown(alert);
+      const span = row.querySelector(".countdown span") || row.querySelector(".countdown");
+      span.textContent = due.text;
+    });
+  }, 1000);
+  start();
+});
