@@ -7,6 +7,7 @@ const state = {
   user: null,
   alerts: new Map(), // id → alert (open or acknowledged)
   seen: new Set(), // alert ids already shown, to spot new ones
+  loaded: false, // the first load marks nothing as new
   selected: 0,
   source: null,
   refreshTimer: null,
@@ -133,11 +134,10 @@ async function loadAlerts() {
   state.alerts = new Map();
   for (const alert of [...open.alerts, ...acknowledged.alerts]) {
     state.alerts.set(alert.id, alert);
-    if (state.seen.size > 0 && !state.seen.has(alert.id)) fresh.push(alert);
+    if (state.loaded && !state.seen.has(alert.id)) fresh.push(alert);
+    state.seen.add(alert.id);
   }
-  const first = state.seen.size === 0;
-  for (const id of state.alerts.keys()) state.seen.add(id);
-  if (first) state.seen.add("__loaded__");
+  state.loaded = true;
   renderBoard(new Set(fresh.map((alert) => alert.id)));
   if (fresh.some((alert) => alert.severity === "critical")) cue();
 }
@@ -483,14 +483,13 @@ document.addEventListener("DOMContentLoaded", () => {
   });
   // The countdowns tick without a reload.
   setInterval(() => {
-    const alerts = sortedAlerts();
-    document.querySelectorAll("#board-rows tr").forEach((row, index) => {
-      const alert = alerts[index];
-      if (!alert) return;
+    for (const row of document.querySelectorAll("#board-rows tr")) {
+      const alert = state.alerts.get(row.dataset.alertId);
+      if (!alert) continue;
       const due = countdown(alert);
       const span = row.querySelector(".countdown span") || row.querySelector(".countdown");
       span.textContent = due.text;
-    });
+    }
   }, 1000);
   start();
 });
