@@ -49,7 +49,7 @@ async function api(method, path, body) {
   return data;
 }
 
-const VIEWS = ["login-view", "board-view", "intake-view", "expert-view", "case-view"];
+const VIEWS = ["login-view", "board-view", "map-view", "intake-view", "expert-view", "case-view"];
 
 function show(view) {
   for (const id of VIEWS) $(id).hidden = id !== view;
@@ -57,6 +57,60 @@ function show(view) {
     if (button.dataset.view === view) button.setAttribute("aria-current", "page");
     else button.removeAttribute("aria-current");
   }
+  // Maps are made when first shown (Leaflet needs a visible size) and the fleet map polls
+  // only while it is on screen.
+  if (view === "map-view") showFleetMap();
+  else if (state.fleet) state.fleet.stop();
+  if (view === "intake-view") showIntakeMap();
+}
+
+// ---- maps ------------------------------------------------------------------------
+
+function showFleetMap() {
+  if (!state.fleetMap) {
+    state.fleetMap = RescueMap.base($("fleet-map"));
+    RescueMap.addServiceAreas(state.fleetMap).catch(() => {});
+    state.cases = RescueMap.casesLayer(state.fleetMap, openCase);
+    state.fleet = RescueMap.fleetLayer(state.fleetMap, { onUpdate: renderMapStats });
+  }
+  state.fleetMap.invalidateSize();
+  state.fleet.start();
+  state.cases.refresh().catch(() => {});
+}
+
+function renderMapStats(update) {
+  const stats = $("map-stats");
+  if (update.error) {
+    stats.dataset.state = "error";
+    stats.textContent = t("map_error");
+    return;
+  }
+  stats.dataset.state = "ok";
+  stats.dataset.total = String(update.total);
+  stats.replaceChildren();
+  for (const [name, colour] of Object.entries(RescueMap.STATE_COLOURS)) {
+    const item = document.createElement("span");
+    const dot = document.createElement("i");
+    dot.style.background = colour;
+    item.dataset.state = name;
+    item.append(dot, `${t(`v_${name}`)} ${update.counts[name] || 0}`);
+    stats.append(item, " ");
+  }
+  const total = document.createElement("strong");
+  total.textContent = `${t("trucks")}: ${update.total}${update.truncated ? "+" : ""}`;
+  stats.append(total);
+}
+
+function showIntakeMap() {
+  if (!state.intakeMap) {
+    state.intakeMap = RescueMap.base($("intake-map"));
+    RescueMap.addServiceAreas(state.intakeMap).catch(() => {});
+    state.intakePicker = RescueMap.picker(state.intakeMap, (lat, lon) => {
+      $("in-coords").value = `${lat}, ${lon}`;
+      $("intake-error").textContent = "";
+    });
+  }
+  state.intakeMap.invalidateSize();
 }
 
 async function start() {
@@ -111,7 +165,10 @@ function connect() {
   for (const kind of ["alert_raised", "alert_escalated", "alert_acknowledged", "alert_resolved"]) {
     source.addEventListener(kind, scheduleRefresh);
   }
-  for (const kind of ["status_changed", "note_added", "vehicle_assigned", "offer_sent", "offer_accepted", "triaged"]) {
+  for (const kind of [
+    "status_changed", "note_added", "vehicle_assigned", "vehicle_released", "offer_sent", "offer_accepted",
+    "offer_declined", "offer_expired", "offer_withdrawn", "triaged", "customer_notified", "call_bridged",
+  ]) {
     source.addEventListener(kind, (message) => {
       const event = JSON.parse(message.data);
       if (state.intakeCase === event.case_id && !$("intake-view").hidden) showIntakeProgress(event.case_id);
@@ -248,20 +305,30 @@ async function act(alert, action) {
 
 // ---- case view -------------------------------------------------------------------
 
+const CLOSED = new Set(["completed", "cancelled", "resolved_remotely"]);
+const ON_THE_WAY = new Set(["assigned", "en_route", "on_scene", "in_service", "completed"]);
+
 async function openCase(caseId) {
   const [found, timeline] = await Promise.all([
     api("GET", `/v1/cases/${caseId}`),
     api("GET", `/v1/cases/${caseId}/timeline`),
   ]);
+  const trajectory = ON_THE_WAY.has(found.status)
+    ? await api("GET", `/v1/cases/${caseId}/trajectory`).catch(() => null)
+    : null;
+  if ($("case-id").textContent !== found.id) $("case-message").textContent = "";
+  state.openCase = found;
   $("case-id").textContent = found.id;
+  $("case-view").dataset.status = found.status;
+  if (!["dispatching", "escalated"].includes(found.status)) $("candidates-box").hidden = true;
   const details = $("case-details");
   details.replaceChildren();
   const rows = [
     ["status", found.status],
     ["service", found.service],
-    ["promised", found.promised_arrival || "—"],
-    ["predicted", found.predicted_arrival || "—"],
-    ["created", found.created_at],
+    ["promised", when(found.promised_arrival)],
+    ["predicted", when(found.predicted_arrival)],
+    ["created", when(found.created_at)],
   ];
   for (const [key, value] of rows) {
     const dt = document.createElement("dt");
@@ -273,19 +340,157 @@ async function openCase(caseId) {
   }
   const list = $("timeline");
   list.replaceChildren();
-  for (const event of timeline.events) {
-    const item = document.createElement("li");
-    item.dataset.kind = event.kind;
-    const code = document.createElement("code");
-    code.textContent = `${event.at} ${event.actor} `;
-    const kind = document.createElement("strong");
-    kind.textContent = event.kind;
-    const data = document.createElement("span");
-    data.textContent = ` ${JSON.stringify(event.data)}`;
-    item.append(code, kind, data);
-    list.append(item);
-  }
+  for (const event of timeline.events) list.append(timelineItem(event));
+  $("case-redispatch").hidden = found.status !== "escalated";
+  $("case-cancel").hidden = CLOSED.has(found.status);
+  $("notify-send").disabled = CLOSED.has(found.status);
+  $("call-customer").disabled = $("call-driver").disabled = CLOSED.has(found.status);
   show("case-view");
+  if (!state.caseMap) {
+    state.caseMap = RescueMap.base($("case-map"));
+    state.caseLayer = RescueMap.caseLayer(state.caseMap);
+  }
+  await state.caseLayer.show(found, trajectory);
+  await loadCandidates(found);
+}
+
+// A time as the agent reads it: local clock time, and how far from now.
+function when(iso) {
+  if (!iso) return "—";
+  const at = new Date(iso);
+  const minutes = Math.round((at - Date.now()) / 60000);
+  const relative = minutes === 0 ? t("now") : minutes > 0 ? `${t("in")} ${minutes} min` : `${-minutes} min ${t("ago")}`;
+  return `${at.toLocaleTimeString()} (${relative})`;
+}
+
+const short = (id) => String(id || "").slice(0, 8);
+
+// A one-line summary of an event's data for the kinds an agent reads most.
+function summary(event) {
+  const data = event.data || {};
+  switch (event.kind) {
+    case "status_changed":
+      return `${data.from} → ${data.to}${data.reason ? ` (${data.reason})` : ""}`;
+    case "triaged":
+      return `${data.outcome}: ${data.summary || ""}`;
+    case "offer_sent":
+      return `${t("truck")} ${short(data.vehicle_id)} · ${Math.round(data.distance_m)} m · ${t("eta")} ${formatDuration(data.eta_s)} · ${t("until")} ${new Date(data.expires_at).toLocaleTimeString()}`;
+    case "offer_accepted":
+      return `${t("truck")} ${short(data.vehicle_id)} · ${t("eta")} ${formatDuration(data.provider_eta_s || data.quoted_eta_s || 0)}`;
+    case "offer_declined":
+    case "offer_expired":
+    case "offer_withdrawn":
+      return `${t("truck")} ${short(data.vehicle_id)}${data.reason ? ` · ${data.reason}` : ""}`;
+    case "vehicle_assigned":
+      return `${t("truck")} ${short(data.vehicle_id)} · ${t("eta")} ${formatDuration(data.eta_s || 0)}${data.manual ? ` · ${t("by_hand")}` : ""}`;
+    case "alert_raised":
+    case "alert_escalated":
+      return data.alert ? `${data.alert.severity} ${data.alert.kind}: ${data.alert.message}` : JSON.stringify(data);
+    case "call_bridged":
+      return data.virtual_number || "";
+    default:
+      return JSON.stringify(data);
+  }
+}
+
+function timelineItem(event) {
+  const item = document.createElement("li");
+  item.dataset.kind = event.kind;
+  item.className = `kind-${event.kind}`;
+  const code = document.createElement("code");
+  code.textContent = `${new Date(event.at).toLocaleString()} ${event.actor} `;
+  const kind = document.createElement("strong");
+  kind.textContent = t(`k_${event.kind}`) === `k_${event.kind}` ? event.kind : t(`k_${event.kind}`);
+  item.append(code, kind);
+  const data = event.data || {};
+  if (event.kind === "note_added" || event.kind === "customer_notified") {
+    const text = document.createElement("q");
+    text.textContent = data.text || data.message || "";
+    item.append(" ", text);
+  } else if (event.kind === "candidates_ranked" && Array.isArray(data.candidates)) {
+    // Why this truck: the ranking the matcher saw.
+    const ranking = document.createElement("ol");
+    for (const candidate of data.candidates) {
+      const line = document.createElement("li");
+      line.textContent = `${String(candidate.vehicle_id).slice(0, 8)} · ${Math.round(candidate.distance_m)} m · ` +
+        `${t("eta")} ${formatDuration(candidate.eta_s)} · ${t("acceptance")} ${Math.round(candidate.acceptance_rate * 100)}%` +
+        `${candidate.near_tie ? ` · ${t("near_tie")}` : ""}${candidate.chosen ? " ✓" : ""}`;
+      ranking.append(line);
+    }
+    item.append(ranking);
+  } else {
+    const rest = document.createElement("span");
+    rest.textContent = ` ${summary(event)}`;
+    item.append(rest);
+  }
+  return item;
+}
+
+async function loadCandidates(found) {
+  const box = $("candidates-box");
+  if (!["dispatching", "escalated"].includes(found.status)) {
+    box.hidden = true;
+    return;
+  }
+  let listed;
+  try {
+    listed = await api("GET", `/v1/cases/${found.id}/candidates`);
+  } catch (error) {
+    box.hidden = true;
+    return;
+  }
+  box.hidden = false;
+  const body = $("candidate-rows");
+  body.replaceChildren();
+  for (const candidate of listed.candidates) {
+    const row = document.createElement("tr");
+    row.dataset.vehicleId = candidate.vehicle_id;
+    row.dataset.vehicleRef = candidate.vehicle_ref;
+    cell(row, `${candidate.vehicle_ref}${candidate.plate ? ` (${candidate.plate})` : ""}`);
+    cell(row, candidate.provider_name);
+    cell(row, `${(candidate.distance_m / 1000).toFixed(1)} km`);
+    cell(row, formatDuration(candidate.eta_s));
+    cell(row, "").append(button(t("assign"), () => caseAction("assign", { vehicle_id: candidate.vehicle_id })));
+    body.append(row);
+  }
+  $("candidates-empty").hidden = listed.candidates.length > 0;
+}
+
+// One action on the open case; the result (or the error) shows under the actions.
+async function caseAction(action, body) {
+  const found = state.openCase;
+  if (!found) return;
+  const message = $("case-message");
+  message.dataset.result = "";
+  try {
+    const result = await api("POST", `/v1/cases/${found.id}/${action}`, body);
+    message.dataset.result = "ok";
+    message.dataset.action = action;
+    message.textContent = action === "call"
+      ? `${t("dial")} ${result.virtual_number}`
+      : t(`done_${action}`);
+    if (action === "notes") $("note-text").value = "";
+    if (action === "notify") $("notify-text").value = "";
+  } catch (error) {
+    message.dataset.result = "error";
+    message.textContent = `${t("action_failed")}: ${error.message}`;
+  }
+  await openCase(found.id);
+}
+
+// The open case's map follows the truck between timeline events.
+async function refreshCaseMap() {
+  const found = state.openCase;
+  if (!found || $("case-view").hidden || !state.caseLayer) return;
+  if (!ON_THE_WAY.has(found.status) || found.status === "completed") return;
+  const trajectory = await api("GET", `/v1/cases/${found.id}/trajectory`).catch(() => null);
+  if (trajectory && state.openCase && state.openCase.id === found.id) await state.caseLayer.show(found, trajectory);
+}
+
+function call(party) {
+  const phone = $("agent-phone").value.trim();
+  localStorage.setItem("rescue.agentPhone", phone);
+  return caseAction("call", { party, agent_phone: phone });
 }
 
 // ---- hotline intake -------------------------------------------------------------
@@ -306,6 +511,7 @@ async function submitIntake(submit) {
     $("intake-error").textContent = t("bad_coords");
     return;
   }
+  if (state.intakePicker) state.intakePicker.place(position.lat, position.lon);
   const body = {
     channel: "hotline",
     customer: { name: $("in-name").value, phone: $("in-phone").value },
@@ -347,6 +553,7 @@ async function showIntakeProgress(caseId) {
   ]);
   $("intake-status").textContent = found.status;
   $("intake-status").dataset.status = found.status;
+  if (CLOSED.has(found.status)) clearInterval(state.intakeTimer);
   const triaged = timeline.events.find((event) => event.kind === "triaged");
   if (triaged) {
     const reasons = (triaged.data.reasons || []).map((reason) => reason.code).join(", ");
@@ -461,10 +668,25 @@ document.addEventListener("DOMContentLoaded", () => {
     }
   });
   $("back").addEventListener("click", () => show("board-view"));
+  $("agent-phone").value = localStorage.getItem("rescue.agentPhone") || "";
+  $("note-add").addEventListener("click", () => caseAction("notes", { text: $("note-text").value }));
+  $("notify-send").addEventListener("click", () => caseAction("notify", { message: $("notify-text").value }));
+  $("call-customer").addEventListener("click", () => call("customer"));
+  $("call-driver").addEventListener("click", () => call("driver"));
+  $("case-redispatch").addEventListener("click", () => caseAction("dispatch"));
+  $("case-cancel").addEventListener("click", () => {
+    const reason = window.prompt(t("cancel_reason"), "");
+    if (reason === null) return;
+    caseAction("cancel", reason.trim() ? { reason: reason.trim() } : undefined);
+  });
   for (const button of document.querySelectorAll("#nav button")) {
     button.addEventListener("click", () => show(button.dataset.view));
   }
   $("intake-form").addEventListener("submit", submitIntake);
+  $("in-coords").addEventListener("change", () => {
+    const position = parseCoordinates($("in-coords").value);
+    if (position && state.intakePicker) state.intakePicker.place(position.lat, position.lon);
+  });
   $("intake-open").addEventListener("click", () => openCase(state.intakeCase));
   $("claim").addEventListener("click", claimNext);
   $("solve").addEventListener("click", () => report("solve"));
@@ -481,6 +703,7 @@ document.addEventListener("DOMContentLoaded", () => {
     else return;
     renderBoard();
   });
+  setInterval(() => refreshCaseMap().catch(() => {}), 3000);
   // The countdowns tick without a reload.
   setInterval(() => {
     for (const row of document.querySelectorAll("#board-rows tr")) {

@@ -4,7 +4,7 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
-import { mkdtempSync, mkdirSync } from "node:fs";
+import { mkdtempSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -70,6 +70,7 @@ before(async () => {
     RESCUE_GT06_ADDR: "127.0.0.1:0",
     DATABASE_URL: process.env.RESCUE_CONSOLE_DATABASE_URL || `sqlite://${join(dir, "rescue.db")}`,
     RESCUE_LOG_FORMAT: "json",
+    RESCUE_PHONE_POOL: "+861095500001,+861095500002",
   };
   delete env.REDIS_URL;
   server = spawn(binary, ["serve"], { cwd: dir, env, stdio: ["ignore", "pipe", "pipe"] });
@@ -230,7 +231,18 @@ test(`[${BACKEND}] a state-changing request from another origin is refused even 
   await context.close();
 });
 
-test(`[${BACKEND}] a hotline case typed in by an agent is triaged and dispatched, live`, async () => {
+// Clicks the Leaflet map in `selector` at a geographic point (through the page's own map).
+async function clickMapAt(page, selector, mapName, lat, lon) {
+  const point = await page.evaluate(([name, lat, lon]) => {
+    const map = state[name];
+    const { x, y } = map.latLngToContainerPoint([lat, lon]);
+    return { x, y };
+  }, [mapName, lat, lon]);
+  const box = await page.locator(selector).boundingBox();
+  await page.mouse.click(box.x + point.x, box.y + point.y);
+}
+
+test(`[${BACKEND}] a hotline case placed on the map by an agent is triaged and dispatched, live`, async () => {
   // A tow company with one truck near People's Square.
   const provider = await call("POST", "/v1/admin/providers", ADMIN, {
     name: "Console Towing",
@@ -253,7 +265,11 @@ test(`[${BACKEND}] a hotline case typed in by an agent is triaged and dispatched
   await page.locator("#in-coords").fill("bad");
   await page.locator("#intake-form button[type=submit]").click();
   await page.locator("#intake-error", { hasText: "latitude, longitude" }).waitFor();
-  await page.locator("#in-coords").fill("31.2304, 121.4737");
+  // The caller is at People's Square: the agent clicks it on the map.
+  await page.locator("#intake-map.leaflet-container").waitFor();
+  await clickMapAt(page, "#intake-map", "intakeMap", 31.2304, 121.4737);
+  const typed = (await page.locator("#in-coords").inputValue()).split(",").map(Number);
+  assert.ok(Math.abs(typed[0] - 31.2304) < 0.002 && Math.abs(typed[1] - 121.4737) < 0.002, `picked ${typed}`);
   await page.locator("#in-fault").selectOption("accident");
   await page.locator("#in-service").selectOption("tow");
   await page.locator("#in-accident").check();
@@ -277,8 +293,176 @@ test(`[${BACKEND}] a hotline case typed in by an agent is triaged and dispatched
       const server = await call("GET", `/v1/cases/${caseId}/timeline`, agent);
       throw new Error(`${error.message}; page shows ${status}; server ${JSON.stringify(server.body)}`);
     });
+  // The truck drives towards the caller, a fix a second, until the server has its path.
+  const agent = (await call("POST", "/v1/auth/login", null, { username: "console-agent", password: PASSWORD })).body.token;
+  let step = 0;
+  await until("the truck's trajectory", async () => {
+    step += 1;
+    await call("POST", "/v1/provider/positions", key, {
+      fixes: [{ vehicle_id: "C1", lat: 31.2404 - step * 0.0001, lon: 121.4737, ts: new Date().toISOString(), speed_kmh: 40, heading: 180 }],
+    });
+    await new Promise((resolve) => setTimeout(resolve, 900));
+    const path = await call("GET", `/v1/cases/${caseId}/trajectory`, agent);
+    const line = (path.body.features || []).find((feature) => feature.geometry && feature.geometry.type === "LineString");
+    return line && line.geometry.coordinates.length >= 2;
+  }, 20000);
   await page.locator("#intake-open").click();
   await page.locator('#timeline li[data-kind="offer_accepted"]').waitFor();
+  await page.locator('#timeline li[data-kind="candidates_ranked"] ol li').first().waitFor();
+  await page.locator('#case-map[data-line-to-customer="1"]').waitFor({ timeout: 8000 });
+  assert.ok(Number(await page.locator("#case-map").getAttribute("data-trajectory-points")) >= 2);
+
+  // Agent actions on the case: a note, an update for the customer, a masked call.
+  await page.locator("#note-text").fill("caller waits behind the guard rail");
+  await page.locator("#note-add").click();
+  await page.locator('#timeline li[data-kind="note_added"]', { hasText: "guard rail" }).waitFor();
+  await page.locator("#notify-text").fill("The truck is 5 minutes away.");
+  await page.locator("#notify-send").click();
+  await page.locator('#timeline li[data-kind="customer_notified"]').waitFor();
+  await page.locator("#agent-phone").fill("+861088880002");
+  await page.locator("#call-customer").click();
+  await page.locator('#case-message[data-action=call][data-result=ok]', { hasText: "+86109550000" }).waitFor();
+  // The vehicle has no driver phone: the console says so instead of failing silently.
+  await page.locator("#call-driver").click();
+  await page.locator("#case-message[data-result=error]", { hasText: "driver phone" }).waitFor();
+  await page.screenshot({ path: join(OUTPUT, `case-map-${BACKEND}.png`), fullPage: true });
+  assert.deepEqual(problems, []);
+  await context.close();
+});
+
+test(`[${BACKEND}] an escalated case is assigned by hand from the nearest candidates`, async () => {
+  // A case in Hangzhou, where nobody works yet: it escalates.
+  const created = await call("POST", "/v1/cases", null, {
+    channel: "app",
+    customer: { name: "赵六", phone: "+8613600136000" },
+    location: { lat: 30.2741, lon: 120.1551, crs: "wgs84", road_kind: "urban" },
+    fault: { category: "tyre", symptoms: ["flat"] },
+    service: "tyre_change",
+  });
+  assert.equal(created.status, 201, JSON.stringify(created.body));
+  const caseId = created.body.case.id;
+  const agentToken = (await call("POST", "/v1/auth/login", null, { username: "console-agent", password: PASSWORD })).body.token;
+  await until("the escalation", async () => (await call("GET", `/v1/cases/${caseId}`, agentToken)).body.status === "escalated");
+  const provider = await call("POST", "/v1/admin/providers", ADMIN, {
+    name: "West Lake Rescue",
+    service_area: { type: "Polygon", coordinates: [[[119.9, 30.1], [120.4, 30.1], [120.4, 30.5], [119.9, 30.5], [119.9, 30.1]]] },
+  });
+  const key = provider.body.api_key;
+  for (const [id, lat] of [["HZ-NEAR", 30.2831], ["HZ-FAR", 30.3101]]) {
+    const put = await call("PUT", `/v1/provider/vehicles/${id}`, key, { capabilities: ["tyre_change"], state: "available", plate: `浙A${id.length}0001` });
+    assert.ok(put.status < 300, JSON.stringify(put.body));
+  }
+  const fixes = await call("POST", "/v1/provider/positions", key, {
+    fixes: [["HZ-NEAR", 30.2831], ["HZ-FAR", 30.3101]].map(([id, lat]) => ({ vehicle_id: id, lat, lon: 120.1551, ts: new Date().toISOString() })),
+  });
+  assert.equal(fixes.body.accepted, 2, JSON.stringify(fixes.body));
+
+  const { context, page, problems } = await loggedIn("console-agent");
+  await page.locator("#board-view").waitFor();
+  await page.locator(`#board-rows tr[data-case-id="${caseId}"]`).getByRole("button", { name: "Open" }).click();
+  await page.locator("#case-view[data-status=escalated]").waitFor();
+  assert.equal(await page.locator("#case-redispatch").isVisible(), true);
+  const rows = page.locator("#candidate-rows tr");
+  await rows.nth(1).waitFor();
+  assert.deepEqual(
+    await rows.evaluateAll((found) => found.map((row) => row.dataset.vehicleRef)),
+    ["HZ-NEAR", "HZ-FAR"],
+  );
+  assert.match(await rows.first().innerText(), /West Lake Rescue/);
+  // The agent knows HZ-FAR's driver is free now and picks it.
+  await rows.nth(1).getByRole("button", { name: "Assign" }).click();
+  await page.locator("#case-view[data-status=assigned]").waitFor();
+  await page.locator('#timeline li[data-kind="vehicle_assigned"]').waitFor();
+  await page.locator("#candidates-box").waitFor({ state: "hidden" });
+  const offers = await call("GET", "/v1/provider/offers", key);
+  const job = (await call("GET", `/v1/cases/${caseId}/offers`, agentToken)).body.offers.find((offer) => offer.state === "accepted");
+  assert.ok(job, JSON.stringify(offers.body));
+  const far = await call("GET", "/v1/provider/vehicles/HZ-FAR", key);
+  assert.equal(job.vehicle_id, far.body.id);
+  assert.deepEqual(problems, []);
+  await context.close();
+});
+
+test(`[${BACKEND}] the live map draws 2,000 trucks on a canvas with their states, the open cases and the service areas`, async () => {
+  const provider = await call("POST", "/v1/admin/providers", ADMIN, {
+    name: "Big City Towing",
+    service_area: { type: "Polygon", coordinates: [[[121.2, 31.05], [121.75, 31.05], [121.75, 31.4], [121.2, 31.4], [121.2, 31.05]]] },
+  });
+  assert.equal(provider.status, 201, JSON.stringify(provider.body));
+  const key = provider.body.api_key;
+  const trucks = 2000;
+  const offline = 50;
+  // Seeded (mulberry32), so every run draws the same city.
+  let seed = 20261202;
+  const random = () => {
+    seed = (seed + 0x6d2b79f5) | 0;
+    let x = Math.imul(seed ^ (seed >>> 15), 1 | seed);
+    x = (x + Math.imul(x ^ (x >>> 7), 61 | x)) ^ x;
+    return ((x ^ (x >>> 14)) >>> 0) / 4294967296;
+  };
+  const ids = Array.from({ length: trucks }, (_, index) => `BIG-${String(index).padStart(4, "0")}`);
+  // Registration, eight at a time; then the positions in batches of 1,000.
+  for (let index = 0; index < ids.length; index += 8) {
+    await Promise.all(ids.slice(index, index + 8).map(async (id, offset) => {
+      const put = await call("PUT", `/v1/provider/vehicles/${id}`, key, {
+        capabilities: ["tow"], state: index + offset < offline ? "offline" : "available",
+      });
+      assert.ok(put.status < 300, JSON.stringify(put.body));
+    }));
+  }
+  const now = new Date().toISOString();
+  for (let index = 0; index < ids.length; index += 1000) {
+    const fixes = ids.slice(index, index + 1000).map((id) => (
+      { vehicle_id: id, lat: 31.12 + random() * 0.22, lon: 121.3 + random() * 0.36, ts: now }
+    ));
+    const reply = await call("POST", "/v1/provider/positions", key, { fixes });
+    assert.equal(reply.body.accepted, fixes.length, JSON.stringify(reply.body).slice(0, 500));
+  }
+
+  const { context, page, problems } = await loggedIn("console-agent");
+  await page.locator("#board-view").waitFor();
+  await page.locator("#nav button[data-view=map-view]").click();
+  const stats = page.locator("#map-stats[data-state=ok]");
+  await stats.waitFor({ timeout: 10000 });
+  const total = await until("the whole fleet on the map", async () => {
+    const shown = Number(await page.locator("#map-stats").getAttribute("data-total"));
+    return shown >= trucks ? shown : 0;
+  });
+  assert.ok(total >= trucks, `${total} trucks`);
+  const legend = await page.locator("#map-stats").innerText();
+  assert.match(legend, new RegExp(`offline ${offline}(?!\\d)`), legend);
+  // One canvas draws every marker: no DOM element per truck.
+  assert.equal(await page.locator("#fleet-map canvas").count(), 1);
+  assert.equal(await page.locator("#fleet-map .leaflet-marker-icon, #fleet-map svg path").count(), 0);
+  await until("the service areas", async () => Number(await page.locator("#fleet-map").getAttribute("data-areas")) >= 1);
+  await until("the open cases", async () => Number(await page.locator("#fleet-map").getAttribute("data-cases")) >= 1);
+
+  // Frame times while the map pans across the whole fleet: written out, not asserted
+  // (performance is measured, never asserted, in tests).
+  const frames = await page.evaluate(async () => {
+    const map = state.fleetMap;
+    const gaps = [];
+    let last = performance.now();
+    let running = true;
+    const tick = (now) => {
+      gaps.push(now - last);
+      last = now;
+      if (running) requestAnimationFrame(tick);
+    };
+    requestAnimationFrame(tick);
+    for (let step = 0; step < 20; step += 1) {
+      map.panBy([step % 2 ? -120 : 120, 40 * (step % 3 - 1)], { animate: true, duration: 0.25 });
+      await new Promise((resolve) => setTimeout(resolve, 300));
+    }
+    running = false;
+    gaps.sort((a, b) => a - b);
+    return { frames: gaps.length, median_ms: gaps[Math.floor(gaps.length / 2)], p95_ms: gaps[Math.floor(gaps.length * 0.95)], max_ms: gaps[gaps.length - 1] };
+  });
+  console.log(`[${BACKEND}] map with ${total} trucks, panning: ${JSON.stringify(frames)}`);
+  writeFileSync(join(OUTPUT, `map-frames-${BACKEND}.json`), JSON.stringify({ trucks: total, ...frames }, null, 2));
+  await page.evaluate(() => state.fleetMap.setView([31.23, 121.47], 11, { animate: false }));
+  await page.waitForTimeout(500);
+  await page.screenshot({ path: join(OUTPUT, `map-${BACKEND}.png`) });
   assert.deepEqual(problems, []);
   await context.close();
 });
@@ -314,4 +498,14 @@ test(`[${BACKEND}] an expert claims a phone-solvable case and solves it`, async 
   assert.equal(found.body.status, "resolved_remotely");
   assert.deepEqual(problems, []);
   await context.close();
+});
+
+test("the vendored Leaflet is the npm package's own build, byte for byte", () => {
+  for (const file of ["leaflet.js", "leaflet.css"]) {
+    const vendored = readFileSync(new URL(`../static/vendor/leaflet-1.9.4/${file}`, import.meta.url));
+    const packaged = readFileSync(new URL(`../node_modules/leaflet/dist/${file}`, import.meta.url));
+    assert.ok(vendored.equals(packaged), `${file} differs from node_modules/leaflet/dist`);
+  }
+  const manifest = JSON.parse(readFileSync(new URL("../node_modules/leaflet/package.json", import.meta.url)));
+  assert.equal(manifest.version, "1.9.4", "the vendor path names the version");
 });

@@ -298,6 +298,8 @@ async fn seed_trucks(
             capabilities: kinds[index % kinds.len()].to_vec(),
             state: None,
             plate: Some(format!("沪D{:05}", 10_000 + index)),
+            // Demo drivers: numbers of the reserved 555 range, so masked calls can be tried.
+            driver_phone: Some(format!("+8610555{:05}", 10_000 + index)),
             devices: vec![],
         };
         let existing = state.store.find_vehicle(provider, &external_id).await?;
@@ -320,6 +322,7 @@ async fn seed_trucks(
                 capabilities: vehicle.capabilities.clone(),
                 state: Some(VehicleState::Available),
                 plate: vehicle.plate.clone(),
+                driver_phone: vehicle.driver_phone.clone(),
                 devices: vehicle.devices.clone(),
             };
             state

@@ -197,6 +197,8 @@ pub struct Vehicle {
     pub provider_id: ProviderId,
     /// Licence plate.
     pub plate: Option<String>,
+    /// The driver's phone, for masked calls from seat agents (never shown to them).
+    pub driver_phone: Option<String>,
     /// What the vehicle can do.
     pub capabilities: Vec<Service>,
     /// Dispatch state.
@@ -225,6 +227,10 @@ pub struct VehicleRegistration {
     /// Licence plate.
     #[serde(default)]
     pub plate: Option<String>,
+    /// The driver's phone: seat agents reach the driver through a masked number and never
+    /// see it. Normalized to `+` and digits.
+    #[serde(default)]
+    pub driver_phone: Option<String>,
     /// GPS devices reporting for this vehicle (replaces the previous list).
     #[serde(default)]
     pub devices: Vec<DeviceBinding>,
@@ -251,6 +257,12 @@ impl VehicleRegistration {
             && plate.chars().count() > 20
         {
             errors.push(FieldError::new("plate", "at most 20 characters"));
+        }
+        if let Some(phone) = &self.driver_phone {
+            match crate::PhoneNumber::parse(phone) {
+                Ok(phone) => self.driver_phone = Some(phone.as_str().to_owned()),
+                Err(error) => errors.push(error.under("driver_phone")),
+            }
         }
         if self.devices.len() > 8 {
             errors.push(FieldError::new("devices", "at most 8 devices"));
@@ -358,6 +370,7 @@ mod tests {
             capabilities: vec![Service::Tow],
             state: Some(VehicleState::Busy),
             plate: None,
+            driver_phone: None,
             devices: vec![],
         };
         assert_eq!(registration.validate().unwrap_err().0[0].field, "state");
@@ -398,6 +411,7 @@ mod tests {
             capabilities: vec![Service::Winch, Service::Tow, Service::Tow],
             state: None,
             plate: None,
+            driver_phone: None,
             devices: vec![],
         }
         .validate()
@@ -406,6 +420,21 @@ mod tests {
             registration.capabilities,
             vec![Service::Tow, Service::Winch]
         );
+    }
+
+    #[test]
+    fn the_driver_phone_is_normalized_or_refused() {
+        let with_phone = |phone: &str| VehicleRegistration {
+            capabilities: vec![Service::Tow],
+            state: None,
+            plate: None,
+            driver_phone: Some(phone.into()),
+            devices: vec![],
+        };
+        let valid = with_phone("+86 139-0000-1234").validate().unwrap();
+        assert_eq!(valid.driver_phone.as_deref(), Some("+8613900001234"));
+        let refused = with_phone("call me").validate().unwrap_err();
+        assert_eq!(refused.0[0].field, "driver_phone");
     }
 
     #[test]

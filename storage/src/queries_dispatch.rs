@@ -316,13 +316,14 @@ macro_rules! impl_dispatch_store {
                             )));
                         }
                         sqlx::query(
-                            "UPDATE vehicles SET plate = $2, capabilities = $3, state = $4, updated_at = $5 WHERE id = $1",
+                            "UPDATE vehicles SET plate = $2, capabilities = $3, state = $4, updated_at = $5, driver_phone = $6 WHERE id = $1",
                         )
                         .bind(id)
                         .bind(&registration.plate)
                         .bind(sqlx::types::Json(&capabilities))
                         .bind(wanted.as_str())
                         .bind(at)
+                        .bind(&registration.driver_phone)
                         .execute(&mut *tx)
                         .await
                         .map_err($crate::error::map_sqlx)?;
@@ -336,8 +337,8 @@ macro_rules! impl_dispatch_store {
                     None => {
                         let id = uuid::Uuid::now_v7();
                         sqlx::query(
-                            "INSERT INTO vehicles (id, provider_id, external_id, plate, capabilities, state, created_at, updated_at) \
-                             VALUES ($1, $2, $3, $4, $5, $6, $7, $7)",
+                            "INSERT INTO vehicles (id, provider_id, external_id, plate, capabilities, state, created_at, updated_at, driver_phone) \
+                             VALUES ($1, $2, $3, $4, $5, $6, $7, $7, $8)",
                         )
                         .bind(id)
                         .bind(provider_id.as_uuid())
@@ -346,6 +347,7 @@ macro_rules! impl_dispatch_store {
                         .bind(sqlx::types::Json(&capabilities))
                         .bind(registration.state.unwrap_or(domain::VehicleState::Offline).as_str())
                         .bind(at)
+                        .bind(&registration.driver_phone)
                         .execute(&mut *tx)
                         .await
                         .map_err($crate::error::map_sqlx)?;

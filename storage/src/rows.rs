@@ -198,7 +198,7 @@ pub(crate) struct IdempotencyRow {
 }
 
 /// Columns of `vehicles`, in the order every query selects them.
-pub(crate) const VEHICLE_COLUMNS: &str = "id, provider_id, external_id, plate, capabilities, state, last_lat, last_lon, \
+pub(crate) const VEHICLE_COLUMNS: &str = "id, provider_id, external_id, plate, driver_phone, capabilities, state, last_lat, last_lon, \
      last_fix_at, last_speed_kmh, last_heading_deg, last_accuracy_m, last_fix_source, created_at, updated_at";
 
 #[derive(sqlx::FromRow)]
@@ -207,6 +207,7 @@ pub(crate) struct VehicleRow {
     provider_id: Uuid,
     external_id: String,
     plate: Option<String>,
+    driver_phone: Option<String>,
     capabilities: Json<Vec<String>>,
     state: String,
     last_lat: Option<f64>,
@@ -261,6 +262,7 @@ impl VehicleRow {
             vehicle_id: self.external_id,
             provider_id: self.provider_id.into(),
             plate: self.plate,
+            driver_phone: self.driver_phone,
             capabilities: self
                 .capabilities
                 .0

@@ -2,9 +2,11 @@
 //! the binary at build time and served at `/console/`. The console needs no internet (no
 //! CDN, no tile server) and talks to the public API with the session cookie.
 //!
-//! Caching: every file is revalidated (`Cache-Control: no-cache` with a strong `ETag` of
-//! its content), so a new server version is picked up at once and an unchanged file
-//! costs a 304. A content-security policy keeps the pages to our own origin.
+//! Caching: every file of ours is revalidated (`Cache-Control: no-cache` with a strong
+//! `ETag` of its content), so a new server version is picked up at once and an unchanged
+//! file costs a 304. Third-party files live under a versioned path (`vendor/leaflet-1.9.4/`,
+//! copied unchanged from the npm package, which a console test checks) and are cached for a
+//! year as immutable. A content-security policy keeps the pages to our own origin.
 
 use std::sync::LazyLock;
 
@@ -48,7 +50,20 @@ pub const ASSETS: &[Asset] = &[
     asset!("app.js", "text/javascript; charset=utf-8"),
     asset!("i18n.js", "text/javascript; charset=utf-8"),
     asset!("app.css", "text/css; charset=utf-8"),
+    asset!("map.js", "text/javascript; charset=utf-8"),
+    asset!(
+        "vendor/leaflet-1.9.4/leaflet.js",
+        "text/javascript; charset=utf-8"
+    ),
+    asset!(
+        "vendor/leaflet-1.9.4/leaflet.css",
+        "text/css; charset=utf-8"
+    ),
+    asset!("vendor/leaflet-1.9.4/LICENSE", "text/plain; charset=utf-8"),
 ];
+
+/// Files below this prefix never change under the same path (the version is in it).
+const VERSIONED_PREFIX: &str = "vendor/";
 
 /// The strong entity tag of each asset, in `ASSETS` order.
 static ETAGS: LazyLock<Vec<HeaderValue>> = LazyLock::new(|| {
@@ -108,7 +123,14 @@ fn serve(path: &str, headers: &HeaderMap) -> Response {
     };
     let response_headers = response.headers_mut();
     response_headers.insert(header::ETAG, etag.clone());
-    response_headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    response_headers.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static(if asset.path.starts_with(VERSIONED_PREFIX) {
+            "public, max-age=31536000, immutable"
+        } else {
+            "no-cache"
+        }),
+    );
     response_headers.insert(
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),

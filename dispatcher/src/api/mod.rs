@@ -4,6 +4,7 @@
 
 pub mod admin;
 pub mod auth;
+pub mod case_actions;
 pub mod cases;
 pub mod console;
 pub mod diagnosis;
@@ -93,6 +94,11 @@ pub fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(cases::get_case))
         .routes(routes!(cases::cancel_case))
         .routes(routes!(cases::timeline))
+        .routes(routes!(case_actions::add_note))
+        .routes(routes!(case_actions::notify_customer))
+        .routes(routes!(case_actions::call))
+        .routes(routes!(case_actions::candidates))
+        .routes(routes!(case_actions::providers))
         .routes(routes!(provider::put_vehicle, provider::get_vehicle))
         .routes(routes!(provider::list_vehicles))
         .routes(routes!(provider::post_positions))

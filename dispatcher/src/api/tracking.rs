@@ -150,6 +150,17 @@ pub struct TrackingView {
     pub remaining_distance_m: Option<f64>,
     /// The truck, while it is on its way (none before assignment, on scene or after).
     pub vehicle: Option<TrackedVehicle>,
+    /// Messages the seat agents sent the customer, oldest first.
+    pub updates: Vec<CustomerUpdate>,
+}
+
+/// A message from a seat agent to the customer.
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct CustomerUpdate {
+    /// When it was sent.
+    pub at: chrono::DateTime<chrono::Utc>,
+    /// The message.
+    pub message: String,
 }
 
 /// A point.
@@ -213,6 +224,20 @@ pub async fn track(
     let predicted = snapshot
         .and_then(|s| s.predicted_arrival)
         .or(case.predicted_arrival);
+    let updates = state
+        .store
+        .timeline(case.id)
+        .await?
+        .into_iter()
+        .filter(|event| event.kind == domain::EventKind::CustomerNotified)
+        .filter_map(|event| {
+            let message = event.data.get("message")?.as_str()?.to_owned();
+            Some(CustomerUpdate {
+                at: event.at,
+                message,
+            })
+        })
+        .collect();
     Ok(Json(TrackingView {
         status: case.status,
         service: case.service,
@@ -224,6 +249,7 @@ pub async fn track(
         predicted_arrival: if on_the_way { predicted } else { None },
         remaining_distance_m: if on_the_way { remaining } else { None },
         vehicle,
+        updates,
     }))
 }
 

@@ -219,12 +219,20 @@ impl Dispatcher {
     /// The ETA of the best vehicle that could be offered the case now: what the driver
     /// would wait for a truck (the report's saved waiting).
     pub fn expected_eta_s(&self, case: &Case) -> Option<u32> {
+        let (ranked, _) = self.ranked_candidates(case)?;
+        ranked.iter().map(|candidate| candidate.eta_s).min()
+    }
+
+    /// The vehicles the matcher would offer the case to now, best first, with the radius
+    /// step they were found in: what an agent chooses from to assign by hand. `None` when
+    /// nobody qualifies even at the widest radius.
+    pub fn ranked_candidates(&self, case: &Case) -> Option<(Vec<RankedCandidate>, f64)> {
         let state = DispatchState {
             case: case.clone(),
             offers_in_round: Vec::new(),
         };
-        let (ranked, _, _) = self.candidates(&state, 1)?;
-        ranked.iter().map(|candidate| candidate.eta_s).min()
+        let (ranked, radius_m, _) = self.candidates(&state, 1)?;
+        Some((ranked, radius_m))
     }
 
     /// Ranked candidates of the widest radius step needed (the attempt's own radius at

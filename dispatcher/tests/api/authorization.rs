@@ -193,6 +193,16 @@ const RULES: &[Rule] = &[
         allowed: &[Agent],
     },
     Rule {
+        method: "GET",
+        path: "/v1/cases/{case_id}/candidates",
+        allowed: &[Agent],
+    },
+    Rule {
+        method: "GET",
+        path: "/v1/providers",
+        allowed: &[Agent],
+    },
+    Rule {
         method: "POST",
         path: "/v1/alerts/{alert_id}/ack",
         allowed: &[Agent],
@@ -318,6 +328,21 @@ const RULES: &[Rule] = &[
     Rule {
         method: "POST",
         path: "/v1/cases/{case_id}/dispatch",
+        allowed: &[Agent],
+    },
+    Rule {
+        method: "POST",
+        path: "/v1/cases/{case_id}/notes",
+        allowed: &[Agent],
+    },
+    Rule {
+        method: "POST",
+        path: "/v1/cases/{case_id}/notify",
+        allowed: &[Agent],
+    },
+    Rule {
+        method: "POST",
+        path: "/v1/cases/{case_id}/call",
         allowed: &[Agent],
     },
     Rule {
@@ -496,6 +521,11 @@ fn body_for(rule: &Rule, serial: usize) -> Option<Value> {
             Some(json!({"expert_phone": "+861088880001"}))
         }
         ("POST", "/v1/provider/jobs/{case_id}/status") => Some(json!({"status": "en_route"})),
+        ("POST", "/v1/cases/{case_id}/notes") => Some(json!({"text": "walk note"})),
+        ("POST", "/v1/cases/{case_id}/notify") => Some(json!({"message": "walk update"})),
+        ("POST", "/v1/cases/{case_id}/call") => Some(json!({
+            "party": "customer", "agent_phone": "+861088880002"
+        })),
         ("POST", "/v1/cases/{case_id}/assign") => {
             Some(json!({"vehicle_id": "0192f6c2-3b1e-7c3a-9d7e-2f1a6b1c9e01"}))
         }

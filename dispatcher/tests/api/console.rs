@@ -18,6 +18,7 @@ api_test!(
             ("/console/app.js", "text/javascript; charset=utf-8"),
             ("/console/i18n.js", "text/javascript; charset=utf-8"),
             ("/console/app.css", "text/css; charset=utf-8"),
+            ("/console/map.js", "text/javascript; charset=utf-8"),
         ] {
             let reply = app.get(path, None).await;
             assert_eq!(reply.status, StatusCode::OK, "{path}");
@@ -54,9 +55,44 @@ api_test!(
 
         // The page links only files that are served.
         let page = app.get("/console/", None).await.text;
-        for linked in ["app.css", "app.js", "i18n.js"] {
+        for linked in [
+            "app.css",
+            "app.js",
+            "i18n.js",
+            "map.js",
+            "vendor/leaflet-1.9.4/leaflet.js",
+            "vendor/leaflet-1.9.4/leaflet.css",
+        ] {
             assert!(page.contains(&format!("\"{linked}\"")), "{linked}");
         }
+
+        // The vendored library is versioned in its path, so it is cached as immutable.
+        for (path, content_type) in [
+            (
+                "/console/vendor/leaflet-1.9.4/leaflet.js",
+                "text/javascript; charset=utf-8",
+            ),
+            (
+                "/console/vendor/leaflet-1.9.4/leaflet.css",
+                "text/css; charset=utf-8",
+            ),
+        ] {
+            let reply = app.get(path, None).await;
+            assert_eq!(reply.status, StatusCode::OK, "{path}");
+            assert_eq!(reply.headers[CONTENT_TYPE], content_type, "{path}");
+            assert_eq!(
+                reply.headers[CACHE_CONTROL], "public, max-age=31536000, immutable",
+                "{path}"
+            );
+            assert_eq!(reply.headers["x-content-type-options"], "nosniff");
+        }
+        let leaflet = app
+            .get("/console/vendor/leaflet-1.9.4/leaflet.js", None)
+            .await;
+        assert!(
+            leaflet.text.contains("Leaflet 1.9.4"),
+            "the npm build of 1.9.4"
+        );
 
         // `/console` sends the browser on to `/console/`.
         let no_redirects = reqwest::Client::builder()

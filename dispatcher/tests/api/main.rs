@@ -2,6 +2,7 @@
 //! schema per test. Every `api_test!` runs on both backends.
 
 mod authorization;
+mod case_actions;
 mod cases;
 mod concurrency;
 mod console;

@@ -35,6 +35,7 @@ pub fn registration(state: VehicleState, devices: Vec<DeviceBinding>) -> Vehicle
         capabilities: vec![Service::JumpStart, Service::Tow],
         state: Some(state),
         plate: Some("沪A12345".into()),
+        driver_phone: None,
         devices,
     }
 }
