@@ -21,17 +21,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use bytes::{BufMut, Bytes, BytesMut};
-use chrono::{DateTime, Datelike, Timelike, Utc};
+use chrono::{Timelike, Utc};
 use dispatcher::Application;
 use dispatcher::config::{Config, FileConfig, ServeArgs, Settings};
-use futures::{SinkExt, StreamExt};
-use provider_adapters::jt808::codec::{
-    self as jt808, Jt808Codec, OutboundMessage, ProtocolVersion, STATUS_FIX_VALID, SplitItem,
-    TerminalPhone,
-};
-use tokio::net::TcpStream;
-use tokio_util::codec::Framed;
+use futures::StreamExt;
+use provider_adapters::jt808::terminal::{Answer, LOCATION, Terminal, location_body, phone_digits};
 
 const ADMIN_TOKEN: &str = "bench-admin-token-0123456789";
 
@@ -48,72 +42,6 @@ fn env_or(name: &str, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
-fn bcd(value: u32) -> u8 {
-    (((value / 10) << 4) | (value % 10)) as u8
-}
-
-fn beijing_bcd(at: DateTime<Utc>) -> [u8; 6] {
-    let local = at + chrono::Duration::hours(8);
-    [
-        bcd((local.year() % 100) as u32),
-        bcd(local.month()),
-        bcd(local.day()),
-        bcd(local.hour()),
-        bcd(local.minute()),
-        bcd(local.second()),
-    ]
-}
-
-fn location_body(lat_micro: u32, lon_micro: u32, at: DateTime<Utc>) -> Bytes {
-    let mut body = BytesMut::with_capacity(28);
-    body.put_u32(0);
-    body.put_u32(STATUS_FIX_VALID);
-    body.put_u32(lat_micro);
-    body.put_u32(lon_micro);
-    body.put_i16(4);
-    body.put_u16(455);
-    body.put_u16(270);
-    body.put_slice(&beijing_bcd(at));
-    body.freeze()
-}
-
-fn register_body() -> Bytes {
-    let mut body = vec![0x00, 0x1f, 0x00, 0x73];
-    body.extend_from_slice(b"MAKER");
-    body.extend_from_slice(&[b'M'; 20]);
-    body.extend_from_slice(b"T000001");
-    body.push(2);
-    body.extend_from_slice(&[0xbb, 0xa6, b'A', b'1', b'2', b'3', b'4', b'5']);
-    Bytes::from(body)
-}
-
-/// The terminal's phone number: `0139` and eight digits.
-fn phone_digits(index: usize) -> String {
-    format!("0139{:08}", index)
-}
-
-fn phone_bcd(digits: &str) -> [u8; 6] {
-    let mut out = [0u8; 6];
-    for (slot, pair) in out.iter_mut().zip(digits.as_bytes().chunks(2)) {
-        *slot = ((pair[0] - b'0') << 4) | (pair[1] - b'0');
-    }
-    out
-}
-
-/// The platform's answer to one frame: (message id, body).
-async fn next_reply(framed: &mut Framed<TcpStream, Jt808Codec>) -> anyhow::Result<(u16, Bytes)> {
-    loop {
-        let item = tokio::time::timeout(Duration::from_secs(10), framed.next())
-            .await?
-            .ok_or_else(|| anyhow::anyhow!("connection closed"))??;
-        if let SplitItem::Frame(frame) = item {
-            let parsed = jt808::parse_frame(&frame, provider_adapters::ChecksumPolicy::Verify)
-                .map_err(|error| anyhow::anyhow!("bad reply: {error:?}"))?;
-            return Ok((parsed.header.message_id, parsed.body));
-        }
-    }
-}
-
 struct Counters {
     acked: AtomicU64,
     refused: AtomicU64,
@@ -126,54 +54,29 @@ async fn terminal(
     stop_at: Instant,
     counters: Arc<Counters>,
 ) -> anyhow::Result<()> {
-    let phone = TerminalPhone::from_bcd(&phone_bcd(&phone_digits(index)));
-    let stream = TcpStream::connect(address).await?;
-    stream.set_nodelay(true)?;
-    let mut framed = Framed::new(stream, Jt808Codec::default());
-    let mut serial: u16 = 1;
-    let message = |message_id: u16, serial: u16, body: Bytes| OutboundMessage {
-        message_id,
-        version: ProtocolVersion::V2013,
-        phone,
-        serial,
-        body,
-    };
-    framed
-        .send(message(0x0100, serial, register_body()))
-        .await?;
-    let (id, body) = next_reply(&mut framed).await?;
-    anyhow::ensure!(
-        id == 0x8100 && body.get(2) == Some(&0),
-        "terminal {index} not registered"
-    );
+    let timeout = Duration::from_secs(10);
+    let mut terminal = Terminal::register(address, &phone_digits(index), timeout).await?;
     // Spread over eastern China, moving a little with each report.
-    let lat0 = 30_000_000 + (index as u32 % 100) * 20_000;
-    let lon0 = 114_000_000 + (index as u32 / 100) * 30_000;
+    let lat0 = 30.0 + (index % 100) as f64 * 0.02;
+    let lon0 = 114.0 + (index / 100) as f64 * 0.03;
     let mut at = Utc::now().with_nanosecond(0).unwrap_or_default() - chrono::Duration::hours(1);
     let mut step = 0u32;
-    let mut next_frame = |serial: u16| {
+    let mut next_body = || {
         step += 1;
         at += chrono::Duration::seconds(1);
-        message(
-            0x0200,
-            serial,
-            location_body(lat0 + step % 1000, lon0 + step % 1000, at),
-        )
+        let moved = f64::from(step % 1000) * 1e-6;
+        location_body(lat0 + moved, lon0 + moved, 45.5, 270.0, at)
     };
     for _ in 0..window {
-        serial = serial.wrapping_add(1);
-        framed.feed(next_frame(serial)).await?;
+        terminal.feed(LOCATION, next_body()).await?;
     }
-    framed.flush().await?;
+    terminal.flush().await?;
     while Instant::now() < stop_at {
-        let (id, body) = next_reply(&mut framed).await?;
-        if id == 0x8001 && body.get(4) == Some(&0) {
-            counters.acked.fetch_add(1, Ordering::Relaxed);
-        } else {
-            counters.refused.fetch_add(1, Ordering::Relaxed);
-        }
-        serial = serial.wrapping_add(1);
-        framed.send(next_frame(serial)).await?;
+        match terminal.answer(timeout).await? {
+            Answer::Accepted => counters.acked.fetch_add(1, Ordering::Relaxed),
+            Answer::Refused(_) => counters.refused.fetch_add(1, Ordering::Relaxed),
+        };
+        terminal.send(LOCATION, next_body()).await?;
     }
     Ok(())
 }

@@ -301,15 +301,20 @@ impl Api {
         }
     }
 
-    /// Registers (or updates) a provider's vehicle as available.
+    /// Registers (or updates) a provider's vehicle as available, with its JT/T 808 terminal
+    /// when it has one.
     pub async fn put_vehicle(
         &self,
         api_key: &str,
         vehicle_id: &str,
         capabilities: &[&str],
         plate: &str,
+        jt808_phone: Option<&str>,
     ) -> Result<(), CallError> {
-        let body = json!({"capabilities": capabilities, "state": "available", "plate": plate});
+        let mut body = json!({"capabilities": capabilities, "state": "available", "plate": plate});
+        if let Some(phone) = jt808_phone {
+            body["devices"] = json!([{"protocol": "jt808", "id": phone}]);
+        }
         self.call::<Value>(
             Method::PUT,
             &format!("/v1/provider/vehicles/{vehicle_id}"),

@@ -48,6 +48,16 @@ pub struct GlobalArgs {
     )]
     pub admin_token: Option<String>,
 
+    /// The server's JT/T 808 port, for trucks reporting as terminals (--jt808-share). With
+    /// --spawn-server the spawned server's own port is used.
+    #[arg(
+        long,
+        global = true,
+        value_name = "ADDR",
+        default_value = "127.0.0.1:6808"
+    )]
+    pub jt808_addr: std::net::SocketAddr,
+
     /// Seed of every random choice (paths, requests, answers); same seed, same run.
     #[arg(long, global = true)]
     pub seed: Option<u64>,
@@ -138,6 +148,10 @@ pub struct FleetArgs {
     /// Seconds between two position reports of a truck.
     #[arg(long, default_value_t = 5.0)]
     pub interval_s: f64,
+    /// Share of the trucks (0–1) that report as JT/T 808 terminals over TCP, one
+    /// connection each, instead of in HTTP batches.
+    #[arg(long, default_value_t = 0.0)]
+    pub jt808_share: f64,
     /// How long the fleet runs, seconds.
     #[arg(long, default_value_t = 60)]
     pub duration_s: u64,

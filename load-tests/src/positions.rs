@@ -220,7 +220,7 @@ pub async fn run(
             let bar = bar.clone();
             async move {
                 let result = api
-                    .put_vehicle(&api_key, &id, &["tow", "jump_start"], "")
+                    .put_vehicle(&api_key, &id, &["tow", "jump_start"], "", None)
                     .await
                     .with_context(|| format!("registering vehicle {id}"));
                 bar.inc(1);

@@ -66,6 +66,8 @@ struct Session {
     server_sampler: Option<Sampler>,
     own_sampler: Sampler,
     target_info: TargetInfo,
+    /// The server's JT/T 808 port.
+    jt808_addr: std::net::SocketAddr,
 }
 
 impl Session {
@@ -123,6 +125,10 @@ impl Session {
                 (None, target, admin_token, BTreeMap::new())
             }
         };
+        let jt808_addr = server
+            .as_ref()
+            .and_then(|server| server.jt808_addr)
+            .unwrap_or(global.jt808_addr);
         let api = Api::new(target.clone(), Duration::from_secs(30))?;
         if !api.ready().await {
             bail!(
@@ -192,6 +198,7 @@ impl Session {
             server_sampler,
             own_sampler,
             target_info,
+            jt808_addr,
         })
     }
 
@@ -731,6 +738,10 @@ fn fleet_json(fleet: &Fleet, recorder: &Recorder, ran_s: f64) -> serde_json::Val
         "vehicles": spec.vehicles,
         "providers": spec.providers,
         "interval_s": spec.interval_s,
+        "jt808_share": spec.jt808_share,
+        "jt808_terminals": recorder.total(crate::fleet::names::JT808_TERMINALS),
+        "jt808_reports_acked_per_s": recorder.total(crate::fleet::names::JT808_ACKED) as f64 / ran_s.max(1e-9),
+        "jt808_reports_dropped": recorder.total(crate::fleet::names::JT808_DROPPED),
         "behaviour": spec.behaviour,
         "misbehaviour": spec.misbehaviour.any().then_some(&spec.misbehaviour),
         "city": spec.city,
@@ -813,6 +824,8 @@ async fn run_fleet(cli: &Cli, args: &FleetArgs) -> anyhow::Result<Outcome> {
         vehicles: args.vehicles,
         providers: args.providers,
         interval_s: args.interval_s,
+        jt808_share: args.jt808_share,
+        jt808_addr: Some(session.jt808_addr),
         behaviour: behaviour_of(&args.behaviour),
         misbehaviour: crate::fleet::Misbehaviour::default(),
         city: City::default(),
@@ -948,6 +961,8 @@ async fn run_scenario(cli: &Cli, scenario: &Scenario, file: &str) -> anyhow::Res
         vehicles: scenario.fleet.vehicles,
         providers: scenario.fleet.providers,
         interval_s: scenario.fleet.interval_s,
+        jt808_share: scenario.fleet.jt808_share,
+        jt808_addr: Some(session.jt808_addr),
         behaviour: scenario.fleet.behaviour.clone(),
         misbehaviour: scenario.fleet.misbehaviour.clone(),
         city: scenario.city,

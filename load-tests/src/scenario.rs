@@ -104,6 +104,9 @@ pub struct FleetSection {
     /// Seconds between two reports of a truck.
     #[serde(default = "default_interval_s")]
     pub interval_s: f64,
+    /// Share of the trucks (0–1) reporting as JT/T 808 terminals over TCP.
+    #[serde(default)]
+    pub jt808_share: f64,
     /// How dispatchers answer.
     #[serde(default)]
     pub behaviour: Behaviour,

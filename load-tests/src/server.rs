@@ -190,6 +190,8 @@ pub struct SpawnedServer {
     pub admin_token: String,
     /// The environment it was started with, secrets left out.
     pub env_shown: BTreeMap<String, String>,
+    /// Its JT/T 808 port, when it listens on one.
+    pub jt808_addr: Option<std::net::SocketAddr>,
     // Holds the SQLite file and the secret key until the server is stopped.
     _work_dir: tempfile::TempDir,
 }
@@ -233,6 +235,12 @@ impl SpawnedServer {
             env.insert("RESCUE_APP_RATE_PER_MIN".into(), "1000000".into());
             env.insert("RESCUE_APP_RATE_BURST".into(), "100000".into());
             env.insert("RESCUE_LOGIN_RATE_PER_MIN".into(), "1000".into());
+            // Device ports of their own, so that runs side by side do not collide.
+            env.insert(
+                "RESCUE_JT808_ADDR".into(),
+                format!("127.0.0.1:{}", free_loopback_port()?),
+            );
+            env.insert("RESCUE_GT06_ADDR".into(), "off".into());
             for (key, value) in &spec.env {
                 env.insert(key.clone(), value.clone());
             }
@@ -242,6 +250,7 @@ impl SpawnedServer {
             match Self::start_once(&binary, &env, &spec.log_path, work_dir.path(), &target).await {
                 Ok(child) => {
                     let admin_token = env["RESCUE_ADMIN_TOKEN"].clone();
+                    let jt808_addr = env["RESCUE_JT808_ADDR"].parse().ok();
                     let env_shown = env
                         .iter()
                         .filter(|(key, _)| !SECRET_VARIABLES.contains(&key.as_str()))
@@ -252,6 +261,7 @@ impl SpawnedServer {
                         target,
                         admin_token,
                         env_shown,
+                        jt808_addr,
                         _work_dir: work_dir,
                     });
                 }

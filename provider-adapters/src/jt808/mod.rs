@@ -7,6 +7,7 @@
 pub mod codec;
 pub mod listener;
 pub mod session;
+pub mod terminal;
 
 pub use listener::{Jt808Config, serve_jt808};
 pub use session::{AuthSecret, Jt808Session};
