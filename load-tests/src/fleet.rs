@@ -745,8 +745,9 @@ impl Fleet {
                 .unwrap_or_else(|poisoned| poisoned.into_inner()) = terminals;
         }
         let setup_s = started.elapsed().as_secs_f64();
+        let terminals = recorder.total(names::JT808_TERMINALS);
         console.note(format!(
-            "fleet ready: {} trucks of {} providers registered and positioned in {setup_s:.1} s",
+            "fleet ready: {} trucks of {} providers ({terminals} on JT/T 808 terminals) registered and positioned in {setup_s:.1} s",
             spec.vehicles, spec.providers
         ));
         Ok(Fleet {

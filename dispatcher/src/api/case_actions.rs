@@ -8,10 +8,10 @@ use axum::http::StatusCode;
 use domain::{
     Actor, Case, CaseId, CaseStatus, Event, EventKind, NewEvent, PhoneNumber, ProviderId, VehicleId,
 };
-use remote_diagnosis::{BridgeError, PhoneBridge};
+use remote_diagnosis::PhoneBridge;
 use serde::{Deserialize, Serialize};
 
-use crate::api::diagnosis::CallBinding;
+use crate::api::diagnosis::{CallBinding, bridge_error};
 use crate::api::error::{ApiError, ErrorBody};
 use crate::api::extract::{AgentAuth, ApiJson};
 use crate::state::AppState;
@@ -310,20 +310,12 @@ pub async fn call(
         .phone
         .bind(case.id, &agent_phone, &other)
         .await
-        .map_err(|error| match error {
-            BridgeError::PoolExhausted { .. } => {
-                let mut api_error = ApiError::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "phone_pool_exhausted",
-                    error.to_string(),
-                );
-                api_error.set_retry_after(30);
-                api_error
-            }
-            BridgeError::SameParty => {
-                ApiError::invalid_field("agent_phone", "is the number of the party being called")
-            }
-            other => ApiError::internal(other),
+        .map_err(|error| {
+            bridge_error(
+                error,
+                "agent_phone",
+                "is the number of the party being called",
+            )
         })?;
     tracing::info!(case_id = %case.id, party = ?body.value.party, "masked call bound for an agent");
     Ok(Json(CallBinding {

@@ -272,6 +272,24 @@ pub struct CallBinding {
     pub expires_at: chrono::DateTime<chrono::Utc>,
 }
 
+/// The answer to a failed masked-call binding: 503 `phone_pool_exhausted` (retry in 30 s)
+/// when every number is taken, 422 on `field` when the caller would call themselves.
+pub(crate) fn bridge_error(error: BridgeError, field: &str, same_party: &str) -> ApiError {
+    match error {
+        BridgeError::PoolExhausted { .. } => {
+            let mut api_error = ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "phone_pool_exhausted",
+                error.to_string(),
+            );
+            api_error.set_retry_after(30);
+            api_error
+        }
+        BridgeError::SameParty => ApiError::invalid_field(field, same_party),
+        other => ApiError::internal(other),
+    }
+}
+
 /// Binds a virtual number from the pool (`RESCUE_PHONE_POOL`) to the case and its two
 /// parties, the expert's line and the customer. The same number is kept for the case until
 /// it closes. 409 unless the expert holds the claim; 503 `phone_pool_exhausted` when every
@@ -312,21 +330,7 @@ pub async fn call(
         .phone
         .bind(case.id, &expert_phone, &case.customer.phone)
         .await
-        .map_err(|error| match error {
-            BridgeError::PoolExhausted { .. } => {
-                let mut api_error = ApiError::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "phone_pool_exhausted",
-                    error.to_string(),
-                );
-                api_error.set_retry_after(30);
-                api_error
-            }
-            BridgeError::SameParty => {
-                ApiError::invalid_field("expert_phone", "is the customer's own number")
-            }
-            other => ApiError::internal(other),
-        })?;
+        .map_err(|error| bridge_error(error, "expert_phone", "is the customer's own number"))?;
     tracing::info!(case_id = %case.id, ticket_id = %ticket.id, "masked call bound");
     Ok(Json(CallBinding {
         case_id: case.id,

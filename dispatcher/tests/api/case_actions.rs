@@ -10,22 +10,6 @@ use serde_json::{Value, json};
 use crate::api_test;
 use crate::helpers::*;
 
-/// People's Square, where `case_body()` puts the customer.
-const CUSTOMER: (f64, f64) = (31.2304, 121.4737);
-
-fn north_of_customer(km: f64) -> (f64, f64) {
-    (CUSTOMER.0 + km / 111.195, CUSTOMER.1)
-}
-
-async fn timeline(app: &TestApp, agent: &str, case_id: &str) -> Vec<Value> {
-    app.get(&format!("/v1/cases/{case_id}/timeline"), Some(agent))
-        .await
-        .body["events"]
-        .as_array()
-        .unwrap()
-        .clone()
-}
-
 api_test!(
     candidates_come_ranked_with_etas_and_one_of_them_can_be_assigned,
     |app| async move {

@@ -7,18 +7,10 @@ use std::time::Duration;
 use chrono::TimeZone;
 use domain::{CaseStatus, ManualClock};
 use reqwest::{Method, StatusCode};
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::api_test;
 use crate::helpers::*;
-
-/// People's Square, where `case_body()` puts the customer.
-const CUSTOMER: (f64, f64) = (31.2304, 121.4737);
-
-/// A point `km` kilometres north of the customer.
-fn north_of_customer(km: f64) -> (f64, f64) {
-    (CUSTOMER.0 + km / 111.195, CUSTOMER.1)
-}
 
 async fn timeline_kinds(app: &TestApp, agent: &str, case_id: &str) -> Vec<String> {
     let timeline = app
@@ -30,15 +22,6 @@ async fn timeline_kinds(app: &TestApp, agent: &str, case_id: &str) -> Vec<String
         .iter()
         .map(|event| event["kind"].as_str().unwrap().to_owned())
         .collect()
-}
-
-async fn timeline(app: &TestApp, agent: &str, case_id: &str) -> Vec<Value> {
-    app.get(&format!("/v1/cases/{case_id}/timeline"), Some(agent))
-        .await
-        .body["events"]
-        .as_array()
-        .unwrap()
-        .clone()
 }
 
 api_test!(

@@ -402,6 +402,24 @@ pub fn shanghai_area() -> Value {
     json!({"type": "Polygon", "coordinates": [[[121.3,31.0],[121.8,31.0],[121.8,31.4],[121.3,31.4],[121.3,31.0]]]})
 }
 
+/// People's Square, where `case_body()` puts the customer.
+pub const CUSTOMER: (f64, f64) = (31.2304, 121.4737);
+
+/// A point `km` kilometres north of the customer.
+pub fn north_of_customer(km: f64) -> (f64, f64) {
+    (CUSTOMER.0 + km / 111.195, CUSTOMER.1)
+}
+
+/// A case's timeline as the agent `agent` reads it through the API.
+pub async fn timeline(app: &TestApp, agent: &str, case_id: &str) -> Vec<Value> {
+    app.get(&format!("/v1/cases/{case_id}/timeline"), Some(agent))
+        .await
+        .body["events"]
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
 /// A valid app case request.
 pub fn case_body() -> Value {
     json!({
