@@ -256,6 +256,38 @@ impl Report {
             });
         }
         self.check_stream_target();
+        self.check_soak_target();
+    }
+
+    /// A run of 20 minutes or more is a soak: the server's memory may grow by less than
+    /// 10 % after the warm-up (the first sixth of the run).
+    fn check_soak_target(&mut self) {
+        let Some(server) = &self.server else {
+            return;
+        };
+        let (Some(growth), Some(&(last_t, _))) =
+            (server.rss_growth_after_warmup, server.rss_series.last())
+        else {
+            return;
+        };
+        if last_t < 20.0 * 60.0 {
+            return;
+        }
+        let errors: u64 = self.errors.values().sum();
+        self.targets.push(TargetCheck {
+            name: "soak: server RSS growth after warm-up, errors".to_owned(),
+            target: "< 10 %, no error".to_owned(),
+            conditions: "30-minute soak".to_owned(),
+            measured: format!("{:.1} %, {errors} errors", growth * 100.0),
+            measured_under: format!(
+                "{:.0} min, warm-up {:.0} min, {} on {} CPUs",
+                last_t / 60.0,
+                last_t * crate::server::WARMUP_SHARE / 60.0,
+                self.target.database,
+                self.machine.cpus
+            ),
+            met: growth < 0.10 && errors == 0,
+        });
     }
 
     /// The SSE target of the issues, when agents listened.
@@ -799,7 +831,7 @@ pub fn markdown(report: &Report, charts: &[&str]) -> String {
             let _ = writeln!(md, "| {kind} | {count} |");
         }
     }
-    md.push_str("\n## Processes\n\n| process | CPU s | cores busy (avg) | RSS start · peak · end (MiB) |\n|---|---|---|---|\n");
+    md.push_str("\n## Processes\n\n| process | CPU s | cores busy (avg) | RSS start · peak · end (MiB) | RSS growth after warm-up |\n|---|---|---|---|---|\n");
     for (name, usage) in [
         ("server", &report.server),
         ("load generator", &report.load_generator),
@@ -808,19 +840,25 @@ pub fn markdown(report: &Report, charts: &[&str]) -> String {
             Some(usage) if usage.samples > 0 => {
                 let _ = writeln!(
                     md,
-                    "| {name} (pid {}) | {:.1} | {:.2} | {:.0} · {:.0} · {:.0} |",
+                    "| {name} (pid {}) | {:.1} | {:.2} | {:.0} · {:.0} · {:.0} | {} |",
                     usage.pid,
                     usage.cpu_s,
                     usage.cpu_cores_avg,
                     usage.rss_start_mib,
                     usage.rss_peak_mib,
-                    usage.rss_end_mib
+                    usage.rss_end_mib,
+                    usage
+                        .rss_growth_after_warmup
+                        .map_or("–".to_owned(), |growth| format!(
+                            "{:+.1} %",
+                            growth * 100.0
+                        ))
                 );
             }
             _ => {
                 let _ = writeln!(
                     md,
-                    "| {name} | – | – | unknown (pass --spawn-server or --server-pid) |"
+                    "| {name} | – | – | unknown (pass --spawn-server or --server-pid) | – |"
                 );
             }
         }

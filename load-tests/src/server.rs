@@ -76,6 +76,21 @@ pub struct ProcessUsage {
     pub rss_series: Vec<(f64, f64)>,
     /// Cores busy over time: `(seconds since start, cores)`.
     pub cpu_series: Vec<(f64, f64)>,
+    /// Resident memory growth from the end of the warm-up (the first sixth of the run, 5
+    /// minutes of a 30-minute soak) to the last sample, as a fraction: 0.05 is 5 %.
+    pub rss_growth_after_warmup: Option<f64>,
+}
+
+/// The share of a run that counts as warm-up for [`rss_growth_after_warmup`].
+pub const WARMUP_SHARE: f64 = 1.0 / 6.0;
+
+/// Growth of resident memory from the sample at the end of the warm-up to the last one,
+/// as a fraction; `None` with fewer than two samples after the warm-up.
+pub fn rss_growth_after_warmup(series: &[(f64, f64)]) -> Option<f64> {
+    let (&(first_t, _), &(last_t, last_mib)) = (series.first()?, series.last()?);
+    let warmup_end = first_t + (last_t - first_t) * WARMUP_SHARE;
+    let &(at_t, at_mib) = series.iter().find(|(t, _)| *t >= warmup_end)?;
+    (at_t < last_t && at_mib > 0.0).then(|| (last_mib - at_mib) / at_mib)
 }
 
 /// Summarises samples taken at `(seconds since start, sample)`.
@@ -119,6 +134,15 @@ pub fn usage(pid: u32, samples: &[(f64, ProcSample)]) -> ProcessUsage {
                 )
             })
             .collect(),
+        rss_growth_after_warmup: None,
+    }
+    .with_growth()
+}
+
+impl ProcessUsage {
+    fn with_growth(mut self) -> ProcessUsage {
+        self.rss_growth_after_warmup = rss_growth_after_warmup(&self.rss_series);
+        self
     }
 }
 
@@ -420,6 +444,28 @@ mod tests {
             (10.0, 30.0, 20.0)
         );
         assert_eq!(usage.cpu_series, vec![(1.0, 1.5), (2.0, 0.5)]);
+    }
+
+    #[test]
+    fn memory_growth_is_measured_from_the_end_of_the_warm_up() {
+        // 60 s: the warm-up ends at 10 s (100 MiB), the run at 60 s (108 MiB).
+        let series: Vec<(f64, f64)> = (0..=60)
+            .map(|t| {
+                let t = f64::from(t);
+                (
+                    t,
+                    if t < 10.0 {
+                        50.0 + 5.0 * t
+                    } else {
+                        100.0 + (t - 10.0) * 0.16
+                    },
+                )
+            })
+            .collect();
+        let growth = rss_growth_after_warmup(&series).unwrap();
+        assert!((growth - 0.08).abs() < 1e-9, "{growth}");
+        assert_eq!(rss_growth_after_warmup(&series[..1]), None);
+        assert_eq!(rss_growth_after_warmup(&[]), None);
     }
 
     #[test]
