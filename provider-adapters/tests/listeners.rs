@@ -223,13 +223,7 @@ impl Terminal {
 }
 
 fn register_body() -> Vec<u8> {
-    let mut body = vec![0x00, 0x1f, 0x00, 0x73];
-    body.extend_from_slice(b"MAKER");
-    body.extend_from_slice(&[b'M'; 20]);
-    body.extend_from_slice(b"T000001");
-    body.push(2);
-    body.extend_from_slice(&[0xbb, 0xa6, b'A', b'1', b'2', b'3', b'4', b'5']);
-    body
+    provider_adapters::jt808::terminal::register_body().to_vec()
 }
 
 /// A 0x0200 body at `lat`, `lon` (micro-degrees, north-east), Beijing time `bcd_time`.

@@ -9,9 +9,9 @@ use chrono::{DateTime, Datelike, Timelike, Utc};
 use futures::{SinkExt, StreamExt};
 use provider_adapters::gt06::codec::CRC_X25;
 use provider_adapters::jt808::codec::{
-    self as jt808, Jt808Codec, OutboundMessage, ProtocolVersion, STATUS_FIX_VALID, SplitItem,
-    TerminalPhone,
+    self as jt808, Jt808Codec, OutboundMessage, ProtocolVersion, SplitItem, TerminalPhone,
 };
+use provider_adapters::jt808::terminal;
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -70,34 +70,16 @@ async fn wait_for_fix(app: &TestApp, provider: &str, lat: f64) -> serde_json::Va
     }
 }
 
-fn bcd(value: u32) -> u8 {
-    (((value / 10) << 4) | (value % 10)) as u8
-}
-
-/// A JT/T 808 time: BCD YYMMDDhhmmss in GMT+8.
-fn beijing_bcd(at: DateTime<Utc>) -> [u8; 6] {
-    let local = at + chrono::Duration::hours(8);
-    [
-        bcd((local.year() % 100) as u32),
-        bcd(local.month()),
-        bcd(local.day()),
-        bcd(local.hour()),
-        bcd(local.minute()),
-        bcd(local.second()),
-    ]
-}
-
+/// A 0x0200 body of a valid fix, as the simulated terminal writes it (45.5 km/h, 270°).
 fn location_body(lat_micro: u32, lon_micro: u32, at: DateTime<Utc>) -> Vec<u8> {
-    let mut body = BytesMut::new();
-    body.put_u32(0);
-    body.put_u32(STATUS_FIX_VALID);
-    body.put_u32(lat_micro);
-    body.put_u32(lon_micro);
-    body.put_i16(4);
-    body.put_u16(455);
-    body.put_u16(270);
-    body.put_slice(&beijing_bcd(at));
-    body.to_vec()
+    terminal::location_body(
+        f64::from(lat_micro) / 1e6,
+        f64::from(lon_micro) / 1e6,
+        45.5,
+        270.0,
+        at,
+    )
+    .to_vec()
 }
 
 struct Terminal {
@@ -141,13 +123,7 @@ impl Terminal {
 }
 
 fn register_body() -> Vec<u8> {
-    let mut body = vec![0x00, 0x1f, 0x00, 0x73];
-    body.extend_from_slice(b"MAKER");
-    body.extend_from_slice(&[b'M'; 20]);
-    body.extend_from_slice(b"T000001");
-    body.push(2);
-    body.extend_from_slice(&[0xbb, 0xa6, b'A', b'1', b'2', b'3', b'4', b'5']);
-    body
+    terminal::register_body().to_vec()
 }
 
 api_test!(
