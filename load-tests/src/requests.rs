@@ -37,11 +37,23 @@ pub mod names {
 /// when the server stops answering.
 const MAX_IN_FLIGHT: usize = 4096;
 
+/// One step of a stepped request stream: arrivals at this mean rate for this long.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct RateStep {
+    /// Mean arrivals per second.
+    pub rate: f64,
+    /// Seconds.
+    pub seconds: f64,
+}
+
 /// The request stream to send.
 #[derive(Debug, Clone)]
 pub struct RequestsSpec {
-    /// Mean arrivals per second.
+    /// Mean arrivals per second (of the first step, when there are steps).
     pub rate: f64,
+    /// A stepped stream (a holiday storm): these rates one after the other, instead of
+    /// `rate` for `duration`. Empty for a steady stream.
+    pub steps: Vec<RateStep>,
     /// Stop after this long …
     pub duration: Option<Duration>,
     /// … or after this many requests, whichever comes first.
@@ -59,9 +71,17 @@ pub struct RequestsSpec {
 impl RequestsSpec {
     /// How many requests at most.
     pub fn planned(&self) -> u64 {
-        let by_duration = self
-            .duration
-            .map(|duration| (duration.as_secs_f64() * self.rate).ceil() as u64);
+        let by_duration = if self.steps.is_empty() {
+            self.duration
+                .map(|duration| (duration.as_secs_f64() * self.rate).ceil() as u64)
+        } else {
+            Some(
+                self.steps
+                    .iter()
+                    .map(|step| (step.rate * step.seconds).ceil() as u64)
+                    .sum(),
+            )
+        };
         match (self.count, by_duration) {
             (Some(count), Some(by_duration)) => count.min(by_duration.max(1)),
             (Some(count), None) => count,
@@ -82,6 +102,26 @@ pub fn arrival_times(rate: f64, count: u64, rng: &mut SimRng) -> Vec<f64> {
         .collect()
 }
 
+/// When each request of a stepped stream is due, seconds after the start: Poisson arrivals
+/// at each step's rate within the step, at most `count` of them. Pure.
+pub fn stepped_arrival_times(steps: &[RateStep], count: u64, rng: &mut SimRng) -> Vec<f64> {
+    let mut arrivals = Vec::new();
+    let mut step_start = 0.0;
+    for step in steps {
+        let step_end = step_start + step.seconds;
+        let mut at_s = step_start;
+        loop {
+            at_s += exponential(rng, 1.0 / step.rate);
+            if at_s >= step_end || arrivals.len() as u64 >= count {
+                break;
+            }
+            arrivals.push(at_s);
+        }
+        step_start = step_end;
+    }
+    arrivals
+}
+
 /// What the stream produced.
 #[derive(Debug, Clone, Default)]
 pub struct RequestsOutcome {
@@ -89,6 +129,8 @@ pub struct RequestsOutcome {
     pub acknowledged: Vec<Acknowledged>,
     /// How long the stream ran.
     pub elapsed: Duration,
+    /// When the first request was due (steps count from here).
+    pub started_at: chrono::DateTime<chrono::Utc>,
 }
 
 /// Sends the stream; returns when every request has been answered or given up.
@@ -104,10 +146,21 @@ pub async fn run(
     anyhow::ensure!(planned > 0, "give --count or --duration-s");
     let mut schedule_rng = rng::stream(spec.seed, "request-arrivals");
     let mut body_rng = rng::stream(spec.seed, "request-bodies");
-    let arrivals = arrival_times(spec.rate, planned, &mut schedule_rng);
+    anyhow::ensure!(
+        spec.steps
+            .iter()
+            .all(|step| step.rate > 0.0 && step.seconds > 0.0),
+        "every step needs a positive rate and length"
+    );
+    let arrivals = if spec.steps.is_empty() {
+        arrival_times(spec.rate, planned, &mut schedule_rng)
+    } else {
+        stepped_arrival_times(&spec.steps, planned, &mut schedule_rng)
+    };
     let mix = RequestMix::new(spec.city, &spec.run_tag);
     let bar = console.counter(planned, "rescue requests");
     let started = tokio::time::Instant::now();
+    let started_at = chrono::Utc::now();
     let deadline = spec.duration.map(|duration| started + duration);
     let mut in_flight = JoinSet::new();
     let mut acknowledged = Vec::new();
@@ -174,6 +227,7 @@ pub async fn run(
     Ok(RequestsOutcome {
         acknowledged,
         elapsed: started.elapsed(),
+        started_at,
     })
 }
 
@@ -238,6 +292,7 @@ mod tests {
     fn the_planned_count_is_the_smaller_of_count_and_rate_times_duration() {
         let spec = RequestsSpec {
             rate: 50.0,
+            steps: Vec::new(),
             duration: Some(Duration::from_secs(60)),
             count: None,
             max_retries: 3,
@@ -263,5 +318,47 @@ mod tests {
             .planned(),
             7
         );
+    }
+
+    #[test]
+    fn a_stepped_stream_keeps_each_rate_within_its_step() {
+        let steps = [
+            RateStep {
+                rate: 20.0,
+                seconds: 50.0,
+            },
+            RateStep {
+                rate: 200.0,
+                seconds: 25.0,
+            },
+        ];
+        let spec = RequestsSpec {
+            rate: 20.0,
+            steps: steps.to_vec(),
+            duration: Some(Duration::from_secs(75)),
+            count: None,
+            max_retries: 3,
+            city: City::default(),
+            seed: 1,
+            run_tag: "t".to_owned(),
+        };
+        assert_eq!(spec.planned(), 1_000 + 5_000);
+        let mut rng = rng::stream(8, "arrivals");
+        let arrivals = stepped_arrival_times(&steps, spec.planned(), &mut rng);
+        assert!(arrivals.windows(2).all(|pair| pair[0] < pair[1]));
+        let first = arrivals.iter().filter(|at| **at < 50.0).count() as f64;
+        let second = arrivals.iter().filter(|at| **at >= 50.0).count() as f64;
+        assert!(
+            (first / 50.0 - 20.0).abs() < 2.0,
+            "{first} in the first step"
+        );
+        assert!(
+            (second / 25.0 - 200.0).abs() < 12.0,
+            "{second} in the second"
+        );
+        assert!(*arrivals.last().unwrap() < 75.0);
+        // A cap stops the stream early.
+        let mut rng = rng::stream(8, "arrivals");
+        assert_eq!(stepped_arrival_times(&steps, 30, &mut rng).len(), 30);
     }
 }

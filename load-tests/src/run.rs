@@ -872,6 +872,7 @@ async fn run_requests(cli: &Cli, args: &RequestsArgs) -> anyhow::Result<Outcome>
     let session = Session::open(cli, None).await?;
     let spec = RequestsSpec {
         rate: args.rate,
+        steps: Vec::new(),
         duration: args
             .duration_s
             .map(Duration::from_secs)
@@ -981,11 +982,16 @@ async fn run_scenario(cli: &Cli, scenario: &Scenario, file: &str) -> anyhow::Res
         Some(agents) => Some(Watching::start(&session, agents.count, agents.fail_on_missed).await?),
         None => None,
     };
-    let total = Duration::from_secs(scenario.duration_s + scenario.drain_s);
+    let request_seconds = scenario.request_seconds();
+    let total = Duration::from_secs(request_seconds + scenario.drain_s);
     let running = drive_fleet(&session, &fleet, total, "fleet").await;
+    let steps = scenario.rate_steps();
     let requests_spec = RequestsSpec {
-        rate: scenario.requests.rate,
-        duration: Some(Duration::from_secs(scenario.duration_s)),
+        rate: steps
+            .first()
+            .map_or(scenario.requests.rate, |step| step.rate),
+        steps: steps.clone(),
+        duration: Some(Duration::from_secs(request_seconds)),
         count: scenario.requests.count,
         max_retries: scenario.requests.max_retries,
         city: scenario.city,
@@ -1024,15 +1030,19 @@ async fn run_scenario(cli: &Cli, scenario: &Scenario, file: &str) -> anyhow::Res
     let (histories, mut verdicts) = session.check(&outcome.acknowledged).await?;
     let agents = watched
         .map(|watched| watched.finish(&session, &histories, Some(&fleet.fix_log), &mut verdicts));
+    let mut dispatch = report::dispatch_report(&histories, session.started_at);
+    if !steps.is_empty() {
+        dispatch.storm = Some(report::storm_report(&histories, &steps, outcome.started_at));
+    }
     let parts = ReportParts {
         agents,
         fleet: Some(fleet_json(&fleet, &session.recorder, ran_s)),
         requests: Some(json!({
-            "rate": requests_spec.rate, "planned": requests_spec.planned(),
+            "rate": requests_spec.rate, "steps": requests_spec.steps, "planned": requests_spec.planned(),
             "max_retries": requests_spec.max_retries, "acknowledged": outcome.acknowledged.len(),
             "sent_s": outcome.elapsed.as_secs_f64(), "scenario": scenario,
         })),
-        dispatch: Some(report::dispatch_report(&histories, session.started_at)),
+        dispatch: Some(dispatch),
         verdicts,
         ..ReportParts::default()
     };
@@ -1047,6 +1057,7 @@ async fn run_agents(cli: &Cli, args: &AgentsArgs) -> anyhow::Result<Outcome> {
     let duration = Duration::from_secs(args.duration_s);
     let requests_spec = (args.rate > 0.0).then(|| RequestsSpec {
         rate: args.rate,
+        steps: Vec::new(),
         duration: Some(duration),
         count: None,
         max_retries: 3,

@@ -31,6 +31,9 @@
 //! [requests]
 //! rate = 50.0
 //! count = 3000           # optional cap
+//! # or, for a holiday storm, a stepped stream instead of `rate` (and of `duration_s`):
+//! # steps = [50, 100, 200, 400]   # requests/s, one step after the other
+//! # step_s = 30                   # seconds per step
 //!
 //! [agents]               # optional: agents watching the live feed (GET /v1/stream)
 //! count = 100
@@ -56,7 +59,8 @@ pub struct Scenario {
     /// Seed (the command line's --seed wins).
     #[serde(default)]
     pub seed: Option<u64>,
-    /// Seconds of requests.
+    /// Seconds of requests (with `requests.steps`, may be left out: the steps say).
+    #[serde(default)]
     pub duration_s: u64,
     /// Most seconds to wait afterwards for the cases to settle.
     #[serde(default = "default_drain_s")]
@@ -123,8 +127,15 @@ fn default_interval_s() -> f64 {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RequestsSection {
-    /// Mean requests per second.
+    /// Mean requests per second (not with `steps`).
+    #[serde(default)]
     pub rate: f64,
+    /// A stepped stream: these rates, `step_s` seconds each, one after the other.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub steps: Vec<f64>,
+    /// Seconds per step.
+    #[serde(default)]
+    pub step_s: Option<u64>,
     /// At most this many.
     #[serde(default)]
     pub count: Option<u64>,
@@ -166,11 +177,36 @@ impl Scenario {
         if let Some(agents) = &scenario.agents {
             anyhow::ensure!(agents.count > 0, "agents.count must be positive");
         }
-        anyhow::ensure!(scenario.duration_s > 0, "duration_s must be positive");
-        anyhow::ensure!(
-            scenario.requests.rate > 0.0,
-            "requests.rate must be positive"
-        );
+        let requests = &scenario.requests;
+        if requests.steps.is_empty() {
+            anyhow::ensure!(requests.rate > 0.0, "requests.rate must be positive");
+            anyhow::ensure!(
+                requests.step_s.is_none(),
+                "requests.step_s needs requests.steps"
+            );
+            anyhow::ensure!(scenario.duration_s > 0, "duration_s must be positive");
+        } else {
+            anyhow::ensure!(
+                requests.rate == 0.0,
+                "give either requests.rate or requests.steps, not both"
+            );
+            anyhow::ensure!(
+                requests.steps.iter().all(|rate| *rate > 0.0),
+                "every rate in requests.steps must be positive"
+            );
+            let step_s = requests.step_s.unwrap_or(0);
+            anyhow::ensure!(
+                step_s > 0,
+                "requests.steps needs a positive requests.step_s"
+            );
+            let total = step_s * requests.steps.len() as u64;
+            anyhow::ensure!(
+                scenario.duration_s == 0 || scenario.duration_s == total,
+                "duration_s ({}) disagrees with the steps ({} × {step_s} s = {total} s); leave it out",
+                scenario.duration_s,
+                requests.steps.len()
+            );
+        }
         anyhow::ensure!(
             scenario.fleet.providers > 0 && scenario.fleet.vehicles >= scenario.fleet.providers,
             "the fleet needs at least one vehicle per provider"
@@ -180,6 +216,29 @@ impl Scenario {
             "city.radius_km must be positive"
         );
         Ok(scenario)
+    }
+
+    /// Seconds of requests: the steps', or `duration_s`.
+    pub fn request_seconds(&self) -> u64 {
+        match self.requests.step_s {
+            Some(step_s) if !self.requests.steps.is_empty() => {
+                step_s * self.requests.steps.len() as u64
+            }
+            _ => self.duration_s,
+        }
+    }
+
+    /// The steps of a stepped stream (empty for a steady one).
+    pub fn rate_steps(&self) -> Vec<crate::requests::RateStep> {
+        let step_s = self.requests.step_s.unwrap_or(0) as f64;
+        self.requests
+            .steps
+            .iter()
+            .map(|rate| crate::requests::RateStep {
+                rate: *rate,
+                seconds: step_s,
+            })
+            .collect()
     }
 
     /// Reads and checks a scenario file.
@@ -262,5 +321,39 @@ mod tests {
         assert!(Scenario::parse(&format!("{base}typo = 1\n")).is_err());
         let shares = "duration_s = 5\n[fleet]\nvehicles = 10\nproviders = 2\n[fleet.behaviour]\naccept = 0.9\ndecline = 0.2\n[requests]\nrate = 1\n";
         assert!(Scenario::parse(shares).is_err());
+    }
+
+    #[test]
+    fn a_stepped_stream_replaces_the_rate_and_the_duration() {
+        let base = "[fleet]\nvehicles = 10\nproviders = 2\n[requests]\n";
+        let scenario =
+            Scenario::parse(&format!("{base}steps = [10, 20, 40]\nstep_s = 30\n")).unwrap();
+        assert_eq!(scenario.request_seconds(), 90);
+        let steps = scenario.rate_steps();
+        assert_eq!(steps.len(), 3);
+        assert_eq!((steps[2].rate, steps[2].seconds), (40.0, 30.0));
+        // A matching duration is allowed, a different one, a missing step length, a rate
+        // beside the steps and a zero rate are refused.
+        assert!(
+            Scenario::parse(&format!(
+                "duration_s = 90\n{base}steps = [10, 20, 40]\nstep_s = 30\n"
+            ))
+            .is_ok()
+        );
+        for bad in [
+            format!("duration_s = 60\n{base}steps = [10, 20, 40]\nstep_s = 30\n"),
+            format!("{base}steps = [10, 20]\n"),
+            format!("{base}rate = 5\nsteps = [10, 20]\nstep_s = 30\n"),
+            format!("{base}steps = [10, 0]\nstep_s = 30\n"),
+            format!("duration_s = 5\n{base}rate = 5\nstep_s = 30\n"),
+            format!("{base}rate = 5\n"),
+        ] {
+            assert!(Scenario::parse(&bad).is_err(), "{bad}");
+        }
+        let steady = Scenario::parse(&format!("duration_s = 5\n{base}rate = 5\n")).unwrap();
+        assert_eq!(
+            (steady.request_seconds(), steady.rate_steps()),
+            (5, Vec::new())
+        );
     }
 }

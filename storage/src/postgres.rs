@@ -125,53 +125,54 @@ impl PgStore {
          WHERE o.state = 'pending' AND o.expires_at <= $1 ORDER BY o.expires_at LIMIT $2 \
          FOR UPDATE OF c SKIP LOCKED";
 
-    /// Latest positions: one statement for the whole batch through arrays.
+    /// Vehicles whose position one statement updates. The statement holds the row locks
+    /// of its vehicles until it commits, and an offer's claim of a truck waits for them:
+    /// short statements keep that wait to a few milliseconds.
+    const POSITION_CHUNK_ROWS: usize = 500;
+
+    /// Latest positions: one `UPDATE … FROM UNNEST(arrays)` per chunk, in vehicle-id order
+    /// (one lock order for every writer, so concurrent flushes cannot deadlock).
     async fn save_last_fixes_impl(
         &self,
         fixes: &[(domain::VehicleId, domain::Fix)],
     ) -> Result<u64, StoreError> {
-        // One row per vehicle: an UPDATE … FROM with two rows for a target picks either.
-        let mut latest: std::collections::HashMap<uuid::Uuid, &domain::Fix> =
-            std::collections::HashMap::new();
-        for (vehicle_id, fix) in fixes {
-            let entry = latest.entry(vehicle_id.as_uuid()).or_insert(fix);
-            if fix.ts > entry.ts {
-                *entry = fix;
+        let rows = crate::rows::newest_fix_per_vehicle(fixes);
+        let mut moved = 0;
+        for chunk in rows.chunks(Self::POSITION_CHUNK_ROWS) {
+            let mut ids = Vec::with_capacity(chunk.len());
+            let (mut lats, mut lons, mut times) = (Vec::new(), Vec::new(), Vec::new());
+            let (mut speeds, mut headings, mut accuracies, mut sources) =
+                (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+            for (id, fix) in chunk {
+                ids.push(*id);
+                lats.push(fix.position.lat());
+                lons.push(fix.position.lon());
+                times.push(domain::time::to_storage_precision(fix.ts));
+                speeds.push(fix.speed_kmh);
+                headings.push(fix.heading);
+                accuracies.push(fix.accuracy_m);
+                sources.push(fix.source.as_str());
             }
+            moved += sqlx::query(
+                "UPDATE vehicles v SET last_lat = u.lat, last_lon = u.lon, last_fix_at = u.ts, last_speed_kmh = u.speed, \
+                 last_heading_deg = u.heading, last_accuracy_m = u.accuracy, last_fix_source = u.source \
+                 FROM UNNEST($1::uuid[], $2::float8[], $3::float8[], $4::timestamptz[], $5::float8[], $6::float8[], \
+                 $7::float8[], $8::text[]) AS u(id, lat, lon, ts, speed, heading, accuracy, source) \
+                 WHERE v.id = u.id AND (v.last_fix_at IS NULL OR v.last_fix_at < u.ts)",
+            )
+            .bind(ids)
+            .bind(lats)
+            .bind(lons)
+            .bind(times)
+            .bind(speeds)
+            .bind(headings)
+            .bind(accuracies)
+            .bind(sources)
+            .execute(&self.pool)
+            .await
+            .map_err(map_sqlx)?
+            .rows_affected();
         }
-        let mut ids = Vec::with_capacity(latest.len());
-        let (mut lats, mut lons, mut times) = (Vec::new(), Vec::new(), Vec::new());
-        let (mut speeds, mut headings, mut accuracies, mut sources) =
-            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-        for (id, fix) in latest {
-            ids.push(id);
-            lats.push(fix.position.lat());
-            lons.push(fix.position.lon());
-            times.push(domain::time::to_storage_precision(fix.ts));
-            speeds.push(fix.speed_kmh);
-            headings.push(fix.heading);
-            accuracies.push(fix.accuracy_m);
-            sources.push(fix.source.as_str());
-        }
-        let moved = sqlx::query(
-            "UPDATE vehicles v SET last_lat = u.lat, last_lon = u.lon, last_fix_at = u.ts, last_speed_kmh = u.speed, \
-             last_heading_deg = u.heading, last_accuracy_m = u.accuracy, last_fix_source = u.source \
-             FROM UNNEST($1::uuid[], $2::float8[], $3::float8[], $4::timestamptz[], $5::float8[], $6::float8[], \
-             $7::float8[], $8::text[]) AS u(id, lat, lon, ts, speed, heading, accuracy, source) \
-             WHERE v.id = u.id AND (v.last_fix_at IS NULL OR v.last_fix_at < u.ts)",
-        )
-        .bind(ids)
-        .bind(lats)
-        .bind(lons)
-        .bind(times)
-        .bind(speeds)
-        .bind(headings)
-        .bind(accuracies)
-        .bind(sources)
-        .execute(&self.pool)
-        .await
-        .map_err(map_sqlx)?
-        .rows_affected();
         Ok(moved)
     }
 }

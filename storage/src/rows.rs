@@ -538,3 +538,22 @@ impl From<PhoneBindingRow> for domain::diagnosis::PhoneBindingRecord {
         }
     }
 }
+
+/// The newest fix of each vehicle in a batch, in vehicle-id order. An `UPDATE … FROM`
+/// with two source rows for one target applies either of them, so each vehicle gets one
+/// row; and every writer of positions locks vehicle rows in the same order.
+pub(crate) fn newest_fix_per_vehicle(
+    fixes: &[(domain::VehicleId, domain::Fix)],
+) -> Vec<(Uuid, &domain::Fix)> {
+    let mut newest: std::collections::HashMap<Uuid, &domain::Fix> =
+        std::collections::HashMap::with_capacity(fixes.len());
+    for (vehicle_id, fix) in fixes {
+        let entry = newest.entry(vehicle_id.as_uuid()).or_insert(fix);
+        if fix.ts > entry.ts {
+            *entry = fix;
+        }
+    }
+    let mut rows: Vec<(Uuid, &domain::Fix)> = newest.into_iter().collect();
+    rows.sort_unstable_by_key(|(id, _)| *id);
+    rows
+}

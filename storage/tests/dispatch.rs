@@ -154,6 +154,56 @@ backend_test!(last_fixes_never_move_back_in_time, |db| async move {
 });
 
 backend_test!(
+    large_position_batches_keep_the_newest_fix_of_each_vehicle,
+    |db| async move {
+        // More vehicles than one statement of either backend takes, each twice in the batch
+        // (older first for half of them, newer first for the others), and an unknown vehicle.
+        let p = provider(&db, "Pudong").await;
+        let ids: Vec<VehicleId> = futures::future::join_all((0..1_100).map(|i| {
+            let db = db.clone();
+            async move { vehicle(&db, p, &format!("T{i}")).await }
+        }))
+        .await;
+        let fix = |seconds: i64, lat: f64| Fix {
+            position: LatLon::new(lat, 121.47).unwrap(),
+            ts: at(seconds),
+            speed_kmh: None,
+            heading: None,
+            accuracy_m: Some(5.0),
+            source: FixSource::Jt808,
+        };
+        let mut batch = Vec::new();
+        for (i, id) in ids.iter().enumerate() {
+            let lat = 30.0 + i as f64 / 1_000.0;
+            let (older, newer) = ((*id, fix(10, lat - 0.5)), (*id, fix(20, lat)));
+            if i % 2 == 0 {
+                batch.extend([older, newer]);
+            } else {
+                batch.extend([newer, older]);
+            }
+        }
+        batch.push((VehicleId::new_v7(), fix(30, 31.0)));
+        assert_eq!(db.store.save_last_fixes(&batch).await.unwrap(), 1_100);
+        let stored: std::collections::HashMap<VehicleId, Fix> = db
+            .store
+            .list_vehicles()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|v| (v.id, v.last_fix.expect("every vehicle has a position")))
+            .collect();
+        for (i, id) in ids.iter().enumerate() {
+            let fix = &stored[id];
+            assert_eq!(fix.ts, at(20), "vehicle {i}");
+            assert!((fix.position.lat() - (30.0 + i as f64 / 1_000.0)).abs() < 1e-9);
+            assert_eq!((fix.accuracy_m, fix.source), (Some(5.0), FixSource::Jt808));
+        }
+        // The same batch again moves nothing: no fix is newer than the stored one.
+        assert_eq!(db.store.save_last_fixes(&batch).await.unwrap(), 0);
+    }
+);
+
+backend_test!(
     an_offer_claims_the_vehicle_and_acceptance_assigns_the_case,
     |db| async move {
         let p = provider(&db, "Pudong").await;
