@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use domain::diagnosis::{NewPhoneBinding, NewTicket, TicketClaim, TicketReport};
-use domain::ports::{NewAlert, Store, StoreError};
+use domain::ports::{NewAlert, Store, StoreError, TriageWrite};
 use domain::{
     Actor, AlertId, AlertKind, Case, CaseId, CaseStatus, Clock, DiagnosisTicket, EventKind,
     NewEvent, PhoneNumber, SafetyReport, Severity, TicketId, TicketOutcome, User,
@@ -50,6 +50,23 @@ pub enum Triaged {
     AlreadyTriaged,
 }
 
+/// A triage decision, ready to be written.
+#[derive(Debug, Clone)]
+pub struct Decided {
+    /// What to write with the case.
+    pub write: TriageWrite,
+    label: &'static str,
+    reasons: String,
+}
+
+impl Decided {
+    /// Counts and logs the decision, once it is stored.
+    pub fn record(&self, case_id: CaseId) {
+        metrics::counter!(TRIAGE_DECISIONS, "outcome" => self.label).increment(1);
+        tracing::info!(case_id = %case_id, outcome = self.label, reasons = %self.reasons, "case triaged");
+    }
+}
+
 /// The remote-diagnosis desk of one server.
 pub struct DiagnosisDesk {
     store: Arc<dyn Store>,
@@ -60,6 +77,17 @@ pub struct DiagnosisDesk {
 
 fn category_label(ticket: &DiagnosisTicket) -> &'static str {
     ticket.category.as_str()
+}
+
+/// The safety facts of a request as triage reads them.
+pub fn safety_flags(report: &SafetyReport) -> SafetyFlags {
+    SafetyFlags {
+        accident: report.accident,
+        injury: report.injury,
+        smoke_or_fire: report.smoke_or_fire,
+        vulnerable_customer: report.vulnerable_customer,
+        requests_vehicle: report.requests_vehicle,
+    }
 }
 
 /// Counts a ticket event for the metrics.
@@ -186,9 +214,42 @@ impl DiagnosisDesk {
             return Ok(Triaged::AlreadyTriaged);
         }
         let safety = self.reported_safety(case_id).await?;
+        let decided = self.decide(&case, safety, expected_truck_eta_s);
+        let result = match &decided.write {
+            TriageWrite::Queue { event, ticket } => self
+                .store
+                .queue_for_diagnosis(case_id, ticket, event)
+                .await
+                .map(|ticket| {
+                    count_ticket("queued", &ticket);
+                    Triaged::Queued(Box::new(ticket))
+                }),
+            TriageWrite::Dispatch { event, reason } => self
+                .store
+                .triage_to_dispatch(case_id, event, reason)
+                .await
+                .map(|_| Triaged::Dispatch),
+        };
+        if result.is_ok() {
+            decided.record(case_id);
+        }
+        match result {
+            Err(StoreError::Conflict(_)) => Ok(Triaged::AlreadyTriaged),
+            other => other,
+        }
+    }
+
+    /// Triage of a new case by the active rules: what to write for it (the `triage`
+    /// event, and the ticket or the dispatch reason). Nothing is stored or counted yet.
+    pub fn decide(
+        &self,
+        case: &Case,
+        safety: SafetyFlags,
+        expected_truck_eta_s: impl FnOnce(&Case) -> Option<u32>,
+    ) -> Decided {
         let rules = self.rules.read().clone();
         // Darkness is judged at the moment of the request.
-        let input = TriageInput::for_case(&case, safety, case.created_at);
+        let input = TriageInput::for_case(case, safety, case.created_at);
         let decision = remote_diagnosis::triage(&rules.rules, &input);
         let now = domain::time::to_storage_precision(self.clock.now());
         let event = triage_event(&decision, rules.version, now);
@@ -199,49 +260,40 @@ impl DiagnosisDesk {
         } else {
             "needs_vehicle"
         };
-        metrics::counter!(TRIAGE_DECISIONS, "outcome" => label).increment(1);
-        tracing::info!(outcome = label, reasons = %decision.summary(), "case triaged");
-        let result = match &decision.outcome {
+        let write = match &decision.outcome {
             Outcome::PhoneSolvable {
                 skill,
                 expected_fix_s,
                 rule_id,
                 ..
-            } => {
-                let ticket = NewTicket {
+            } => TriageWrite::Queue {
+                event,
+                ticket: NewTicket {
                     id: TicketId::new_v7(),
                     skill: skill.as_str().to_owned(),
                     rule_id: rule_id.as_str().to_owned(),
                     expected_fix_s: *expected_fix_s,
-                    expected_truck_eta_s: expected_truck_eta_s(&case),
+                    expected_truck_eta_s: expected_truck_eta_s(case),
                     priority: self.policy.priority(case.tier, false),
                     queued_at: now,
-                };
-                self.store
-                    .queue_for_diagnosis(case_id, &ticket, &event)
-                    .await
-                    .map(|ticket| {
-                        count_ticket("queued", &ticket);
-                        Triaged::Queued(Box::new(ticket))
-                    })
-            }
+                },
+            },
             Outcome::Dispatch {
                 safety_override, ..
-            } => {
-                let reason = if *safety_override {
+            } => TriageWrite::Dispatch {
+                event,
+                reason: if *safety_override {
                     "safety_override"
                 } else {
                     "needs_vehicle"
-                };
-                self.store
-                    .triage_to_dispatch(case_id, &event, reason)
-                    .await
-                    .map(|_| Triaged::Dispatch)
-            }
+                }
+                .to_owned(),
+            },
         };
-        match result {
-            Err(StoreError::Conflict(_)) => Ok(Triaged::AlreadyTriaged),
-            other => other,
+        Decided {
+            write,
+            label,
+            reasons: decision.summary(),
         }
     }
 
@@ -253,13 +305,7 @@ impl DiagnosisDesk {
             .find(|event| event.kind == EventKind::Created)
             .and_then(|event| serde_json::from_value(event.data["safety"].clone()).ok())
             .unwrap_or_default();
-        Ok(SafetyFlags {
-            accident: report.accident,
-            injury: report.injury,
-            smoke_or_fire: report.smoke_or_fire,
-            vulnerable_customer: report.vulnerable_customer,
-            requests_vehicle: report.requests_vehicle,
-        })
+        Ok(safety_flags(&report))
     }
 
     /// The next ticket the expert is skilled for, claimed for them; `None` when there is

@@ -667,11 +667,50 @@ pub trait WebhookStore: Send + Sync {
     ) -> Result<Provider, StoreError>;
 }
 
+/// The triage decision on a new case, written in the transaction that creates it.
+#[derive(Debug, Clone)]
+pub enum TriageWrite {
+    /// Phone-solvable: queue it for an expert with this ticket.
+    Queue {
+        /// The `triage` event.
+        event: NewEvent,
+        /// The ticket to queue.
+        ticket: crate::diagnosis::NewTicket,
+    },
+    /// It needs a vehicle: move it to `dispatching` with this reason.
+    Dispatch {
+        /// The `triage` event.
+        event: NewEvent,
+        /// `needs_vehicle` or `safety_override`.
+        reason: String,
+    },
+}
+
+/// Where a case created with its triage stands.
+#[derive(Debug, Clone)]
+pub enum TriagedCase {
+    /// Queued for a phone expert (`diagnosing`).
+    Queued(Box<crate::diagnosis::DiagnosisTicket>),
+    /// Waiting for its first offer (`dispatching`).
+    Dispatching(Box<Case>),
+}
+
 /// The phone-expert queue and masked-call bindings. Every method that changes a case is
 /// one transaction with its timeline events; claims hand each ticket to exactly one
 /// expert, however many ask at once and on however many instances.
 #[async_trait]
 pub trait DiagnosisStore: Send + Sync {
+    /// Creates the case (as [`CaseStore::create_case`]) and writes its triage (as
+    /// [`DiagnosisStore::queue_for_diagnosis`] or [`DiagnosisStore::triage_to_dispatch`])
+    /// in one transaction, so a new case costs one commit before dispatch. An idempotent
+    /// replay writes nothing and comes back without a triage.
+    async fn create_triaged_case(
+        &self,
+        case: &Case,
+        created: &NewEvent,
+        idempotency: Option<&IdempotencyClaim>,
+        triage: &TriageWrite,
+    ) -> Result<(CreateCaseOutcome, Option<TriagedCase>), StoreError>;
     /// Triage found the case phone-solvable: appends `triage`, moves the case `new →
     /// diagnosing`, stores the ticket and appends `diagnosis_queued`. A case no longer
     /// `new` is a [`StoreError::Conflict`].

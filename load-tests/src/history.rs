@@ -88,7 +88,9 @@ pub struct CaseHistory {
 pub struct CaseTimings {
     /// When the `created` event was recorded.
     pub created_at: DateTime<Utc>,
-    /// From `created` to the first `offer_sent`: the dispatch latency.
+    /// From `created` to the first `offer_sent`: the dispatch latency. A case that waited
+    /// for a phone expert first counts from its change `diagnosing → dispatching`
+    /// instead: the expert's queue is not dispatch.
     pub to_first_offer: Option<chrono::Duration>,
     /// From `created` to the assignment of a vehicle (an accepted offer, a manual
     /// assignment, or the change to `assigned`, whichever the timeline shows first): time to
@@ -104,11 +106,31 @@ impl CaseHistory {
             matches!(event.kind.as_str(), "offer_accepted" | "vehicle_assigned")
                 || (event.kind == "status_changed" && event.data["to"] == "assigned")
         });
+        let is_status = |event: &EventRecord, to: &str| {
+            event.kind == "status_changed" && event.data["to"] == to
+        };
+        let mut events = self.timeline.iter();
+        let dispatch_started = if self
+            .timeline
+            .iter()
+            .any(|event| is_status(event, "diagnosing"))
+        {
+            events
+                .by_ref()
+                .skip_while(|event| !is_status(event, "diagnosing"))
+                .find(|event| is_status(event, "dispatching"))
+                .map(|event| event.at)
+        } else {
+            Some(created_at)
+        };
+        let to_first_offer = dispatch_started.and_then(|started| {
+            events
+                .find(|event| event.kind == "offer_sent")
+                .map(|event| event.at - started)
+        });
         Some(CaseTimings {
             created_at,
-            to_first_offer: self
-                .first_event("offer_sent")
-                .map(|event| event.at - created_at),
+            to_first_offer,
             to_assignment: assigned.map(|event| event.at - created_at),
         })
     }
@@ -243,6 +265,36 @@ mod tests {
             timings.to_assignment,
             Some(chrono::Duration::milliseconds(3_000))
         );
+    }
+
+    #[test]
+    fn a_case_that_waited_for_an_expert_counts_its_dispatch_from_the_fallback() {
+        let mut history = assigned_case("c1", "m1");
+        history.timeline[1] = event(
+            2,
+            1,
+            "status_changed",
+            serde_json::json!({"from": "new", "to": "diagnosing"}),
+        );
+        history.timeline.insert(
+            2,
+            event(
+                3,
+                300_000,
+                "status_changed",
+                serde_json::json!({"from": "diagnosing", "to": "dispatching"}),
+            ),
+        );
+        history.timeline[3].at = at(300_002);
+        history.timeline[4].at = at(300_005);
+        let timings = history.timings().unwrap();
+        assert_eq!(
+            timings.to_first_offer,
+            Some(chrono::Duration::milliseconds(5))
+        );
+        // Still waiting for the expert: no dispatch latency yet.
+        history.timeline.truncate(2);
+        assert_eq!(history.timings().unwrap().to_first_offer, None);
     }
 
     #[test]

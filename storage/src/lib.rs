@@ -13,9 +13,12 @@
 //!
 //! SQLite takes one writer at a time. The store therefore keeps a pool of one connection
 //! for writes, so writers queue in the application instead of failing with `SQLITE_BUSY`,
-//! and a separate pool for reads, which WAL lets run beside the writer.
+//! and a separate pool for reads, which WAL lets run beside the writer. Writes that queue
+//! up together share one commit (group commit, `group_commit.rs`): each is a savepoint
+//! in the open transaction, and each caller returns once the shared commit is durable.
 
 mod error;
+mod group_commit;
 mod postgres;
 mod queries;
 mod queries_diagnosis;
@@ -25,6 +28,7 @@ mod queries_webhooks;
 mod rows;
 mod sqlite;
 
+pub use crate::group_commit::CommitStats;
 pub use crate::postgres::{PgOptions, PgStore};
 pub use crate::sqlite::{SqliteOptions, SqliteStore, Synchronous};
 

@@ -14,6 +14,9 @@ use crate::queries_dispatch::impl_dispatch_store;
 use crate::queries_tracking::impl_tracking_store;
 use crate::queries_webhooks::impl_webhook_store;
 
+/// A write transaction of the shared queries.
+type Tx<'t> = sqlx::Transaction<'t, sqlx::Postgres>;
+
 /// Connection settings for [`PgStore`].
 #[derive(Debug, Clone)]
 pub struct PgOptions {
@@ -89,8 +92,19 @@ impl PgStore {
         &self.pool
     }
 
-    async fn begin_write(&self) -> Result<sqlx::Transaction<'_, sqlx::Postgres>, StoreError> {
-        self.pool.begin().await.map_err(map_sqlx)
+    /// A write transaction. `BEGIN` runs in a task of its own: sqlx 0.9 leaves a pooled
+    /// connection inside a transaction nothing will end when the future of `begin` is
+    /// dropped during its round trip (transact-rs/sqlx#4385), and a request cancelled by
+    /// its client or by the request timeout would do exactly that. The next borrower's
+    /// statements would then hold their row locks forever.
+    async fn begin_write(&self) -> Result<Tx<'_>, StoreError> {
+        let pool = self.pool.clone();
+        tokio::spawn(async move { pool.begin().await })
+            .await
+            .map_err(|error| {
+                StoreError::Unavailable(format!("the transaction task failed: {error}"))
+            })?
+            .map_err(map_sqlx)
     }
 
     /// The pool, for tests that must show what the database itself refuses.

@@ -1,8 +1,10 @@
 //! The queries, written once and instantiated for each backend.
 //!
 //! `impl_store!(Store, Database)` implements the domain's store traits for a type with
-//! two inherent methods: `reader(&self) -> &sqlx::Pool<Database>` and
-//! `async begin_write(&self) -> Result<sqlx::Transaction<'_, Database>, StoreError>`. The
+//! two inherent methods, `reader(&self) -> &sqlx::Pool<Database>` and
+//! `async begin_write(&self) -> Result<Tx<'_>, StoreError>`, where the module defines
+//! `Tx<'t>`: a write transaction that dereferences to the connection and has `commit` and
+//! `rollback` (`sqlx::Transaction` on PostgreSQL, a group-commit savepoint on SQLite). The
 //! SQL uses only what SQLite and PostgreSQL share; where a backend needs its own
 //! statement, the store type provides it as an associated constant.
 //!
@@ -176,7 +178,7 @@ macro_rules! impl_store {
             /// Inserts an event with the next sequence number of its case, which the caller
             /// has just taken by bumping `cases.last_event_seq` in the same transaction.
             async fn insert_event(
-                tx: &mut sqlx::Transaction<'_, $db>,
+                tx: &mut Tx<'_>,
                 case_id: domain::CaseId,
                 seq: i64,
                 event: &domain::NewEvent,
@@ -210,7 +212,7 @@ macro_rules! impl_store {
             /// case's current status. Bumping the counter locks the case row (PostgreSQL)
             /// for the rest of the transaction, so concurrent changes to one case queue.
             async fn next_event_seq(
-                tx: &mut sqlx::Transaction<'_, $db>,
+                tx: &mut Tx<'_>,
                 case_id: domain::CaseId,
                 now: domain::Timestamp,
             ) -> Result<(i64, domain::CaseStatus), domain::ports::StoreError> {
@@ -242,17 +244,16 @@ macro_rules! impl_store {
                     .map_err($crate::error::map_sqlx)?;
                 row.map(TryInto::try_into).transpose()
             }
-        }
 
-        #[async_trait::async_trait]
-        impl domain::ports::CaseStore for $store {
-            async fn create_case(
-                &self,
+            /// Inserts a new case with its `created` event (and claims its idempotency key)
+            /// in `tx`. `Some(Replayed)` when the key was used before: nothing was written
+            /// and the caller rolls back.
+            async fn insert_case(
+                tx: &mut Tx<'_>,
                 case: &domain::Case,
                 created: &domain::NewEvent,
                 idempotency: Option<&domain::ports::IdempotencyClaim>,
-            ) -> Result<domain::ports::CreateCaseOutcome, domain::ports::StoreError> {
-                let mut tx = self.begin_write().await?;
+            ) -> Result<Option<domain::ports::CreateCaseOutcome>, domain::ports::StoreError> {
                 if let Some(claim) = idempotency {
                     // The key row goes first: a concurrent request with the same key waits
                     // on it (PostgreSQL) or behind the single writer (SQLite), then finds it.
@@ -266,7 +267,7 @@ macro_rules! impl_store {
                     .bind(case.id.as_uuid())
                     .bind(sqlx::types::Json(&claim.response))
                     .bind(domain::time::to_storage_precision(claim.created_at))
-                    .execute(&mut *tx)
+                    .execute(&mut **tx)
                     .await
                     .map_err($crate::error::map_sqlx)?
                     .rows_affected();
@@ -277,20 +278,19 @@ macro_rules! impl_store {
                         )
                         .bind(&claim.scope)
                         .bind(&claim.key)
-                        .fetch_one(&mut *tx)
+                        .fetch_one(&mut **tx)
                         .await
                         .map_err($crate::error::map_sqlx)?;
-                        tx.rollback().await.map_err($crate::error::map_sqlx)?;
                         let request_hash: [u8; 32] = row
                             .request_hash
                             .as_slice()
                             .try_into()
                             .map_err(|_| $crate::error::corrupt("request hash", "wrong length"))?;
-                        return Ok(domain::ports::CreateCaseOutcome::Replayed {
+                        return Ok(Some(domain::ports::CreateCaseOutcome::Replayed {
                             case_id: domain::CaseId(row.case_id),
                             request_hash,
                             response: row.response.0,
-                        });
+                        }));
                     }
                 }
                 let created_at = domain::time::to_storage_precision(case.created_at);
@@ -324,16 +324,38 @@ macro_rules! impl_store {
                 .bind(case.promised_arrival.map(domain::time::to_storage_precision))
                 .bind(created_at)
                 .bind(domain::time::to_storage_precision(case.updated_at))
-                .execute(&mut *tx)
+                .execute(&mut **tx)
                 .await
                 .map_err($crate::error::map_sqlx)?;
-                Self::insert_event(&mut tx, case.id, 1, created).await?;
-                tx.commit().await.map_err($crate::error::map_sqlx)?;
+                Self::insert_event(tx, case.id, 1, created).await?;
+                Ok(None)
+            }
+
+            /// The case as `insert_case` stored it (times at storage precision).
+            fn stored_case(case: &domain::Case) -> domain::Case {
                 let mut stored = case.clone();
-                stored.created_at = created_at;
+                stored.created_at = domain::time::to_storage_precision(case.created_at);
                 stored.updated_at = domain::time::to_storage_precision(case.updated_at);
                 stored.promised_arrival = case.promised_arrival.map(domain::time::to_storage_precision);
-                Ok(domain::ports::CreateCaseOutcome::Created(Box::new(stored)))
+                stored
+            }
+        }
+
+        #[async_trait::async_trait]
+        impl domain::ports::CaseStore for $store {
+            async fn create_case(
+                &self,
+                case: &domain::Case,
+                created: &domain::NewEvent,
+                idempotency: Option<&domain::ports::IdempotencyClaim>,
+            ) -> Result<domain::ports::CreateCaseOutcome, domain::ports::StoreError> {
+                let mut tx = self.begin_write().await?;
+                if let Some(replayed) = Self::insert_case(&mut tx, case, created, idempotency).await? {
+                    tx.rollback().await.map_err($crate::error::map_sqlx)?;
+                    return Ok(replayed);
+                }
+                tx.commit().await.map_err($crate::error::map_sqlx)?;
+                Ok(domain::ports::CreateCaseOutcome::Created(Box::new(Self::stored_case(case))))
             }
 
             async fn get_case(

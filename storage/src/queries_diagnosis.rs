@@ -60,6 +60,65 @@ macro_rules! impl_diagnosis_store {
                 Ok(())
             }
 
+            /// `queue_for_diagnosis` in `tx`.
+            async fn queue_in_tx(
+                tx: &mut Tx<'_>,
+                case_id: domain::CaseId,
+                ticket: &domain::diagnosis::NewTicket,
+                triage: &domain::NewEvent,
+            ) -> Result<domain::DiagnosisTicket, domain::ports::StoreError> {
+                let at = domain::time::to_storage_precision(ticket.queued_at);
+                Self::lock_new_case(tx, case_id, at).await?;
+                Self::append_in_tx(tx, case_id, triage.clone()).await?;
+                Self::change_status(tx, case_id, domain::CaseStatus::New, domain::CaseStatus::Diagnosing, None,
+                    &domain::Actor::System, at, "phone_solvable").await?;
+                sqlx::query(
+                    "INSERT INTO diagnosis_tickets (id, case_id, category, skill, rule_id, expected_fix_s, expected_truck_eta_s, priority, queued_at) \
+                     VALUES ($1, $2, (SELECT fault_category FROM cases WHERE id = $2), $3, $4, $5, $6, $7, $8)",
+                )
+                .bind(ticket.id.as_uuid())
+                .bind(case_id.as_uuid())
+                .bind(&ticket.skill)
+                .bind(&ticket.rule_id)
+                .bind(i32::try_from(ticket.expected_fix_s).unwrap_or(i32::MAX))
+                .bind(ticket.expected_truck_eta_s.map(|eta| i32::try_from(eta).unwrap_or(i32::MAX)))
+                .bind(ticket.priority)
+                .bind(at)
+                .execute(&mut **tx)
+                .await
+                .map_err($crate::error::map_sqlx)?;
+                Self::append_in_tx(
+                    tx,
+                    case_id,
+                    domain::NewEvent::new(
+                        domain::EventKind::DiagnosisQueued,
+                        domain::Actor::System,
+                        at,
+                        serde_json::json!({"ticket_id": ticket.id, "skill": ticket.skill, "priority": ticket.priority,
+                                           "rule_id": ticket.rule_id, "expected_fix_s": ticket.expected_fix_s}),
+                    ),
+                )
+                .await?;
+                let stored = Self::fetch_ticket(&mut **tx, ticket.id).await?.ok_or(domain::ports::StoreError::NotFound)?;
+                Ok(stored)
+            }
+
+            /// `triage_to_dispatch` in `tx`.
+            async fn dispatch_in_tx(
+                tx: &mut Tx<'_>,
+                case_id: domain::CaseId,
+                triage: &domain::NewEvent,
+                reason: &str,
+            ) -> Result<domain::Case, domain::ports::StoreError> {
+                let at = domain::time::to_storage_precision(triage.at);
+                Self::lock_new_case(tx, case_id, at).await?;
+                Self::append_in_tx(tx, case_id, triage.clone()).await?;
+                Self::change_status(tx, case_id, domain::CaseStatus::New, domain::CaseStatus::Dispatching, None,
+                    &domain::Actor::System, at, reason).await?;
+                let case = Self::fetch_case(&mut **tx, case_id).await?.ok_or(domain::ports::StoreError::NotFound)?;
+                Ok(case)
+            }
+
             /// Locks the case and requires it to be `new` (triage happens once).
             async fn lock_new_case(
                 tx: &mut Tx<'_>,
@@ -154,46 +213,38 @@ macro_rules! impl_diagnosis_store {
 
         #[async_trait::async_trait]
         impl domain::ports::DiagnosisStore for $store {
+            async fn create_triaged_case(
+                &self,
+                case: &domain::Case,
+                created: &domain::NewEvent,
+                idempotency: Option<&domain::ports::IdempotencyClaim>,
+                triage: &domain::ports::TriageWrite,
+            ) -> Result<(domain::ports::CreateCaseOutcome, Option<domain::ports::TriagedCase>), domain::ports::StoreError> {
+                let mut tx = self.begin_write().await?;
+                if let Some(replayed) = Self::insert_case(&mut tx, case, created, idempotency).await? {
+                    tx.rollback().await.map_err($crate::error::map_sqlx)?;
+                    return Ok((replayed, None));
+                }
+                let triaged = match triage {
+                    domain::ports::TriageWrite::Queue { event, ticket } => domain::ports::TriagedCase::Queued(Box::new(
+                        Self::queue_in_tx(&mut tx, case.id, ticket, event).await?,
+                    )),
+                    domain::ports::TriageWrite::Dispatch { event, reason } => domain::ports::TriagedCase::Dispatching(
+                        Box::new(Self::dispatch_in_tx(&mut tx, case.id, event, reason).await?),
+                    ),
+                };
+                tx.commit().await.map_err($crate::error::map_sqlx)?;
+                Ok((domain::ports::CreateCaseOutcome::Created(Box::new(Self::stored_case(case))), Some(triaged)))
+            }
+
             async fn queue_for_diagnosis(
                 &self,
                 case_id: domain::CaseId,
                 ticket: &domain::diagnosis::NewTicket,
                 triage: &domain::NewEvent,
             ) -> Result<domain::DiagnosisTicket, domain::ports::StoreError> {
-                let at = domain::time::to_storage_precision(ticket.queued_at);
                 let mut tx = self.begin_write().await?;
-                Self::lock_new_case(&mut tx, case_id, at).await?;
-                Self::append_in_tx(&mut tx, case_id, triage.clone()).await?;
-                Self::change_status(&mut tx, case_id, domain::CaseStatus::New, domain::CaseStatus::Diagnosing, None,
-                    &domain::Actor::System, at, "phone_solvable").await?;
-                sqlx::query(
-                    "INSERT INTO diagnosis_tickets (id, case_id, category, skill, rule_id, expected_fix_s, expected_truck_eta_s, priority, queued_at) \
-                     VALUES ($1, $2, (SELECT fault_category FROM cases WHERE id = $2), $3, $4, $5, $6, $7, $8)",
-                )
-                .bind(ticket.id.as_uuid())
-                .bind(case_id.as_uuid())
-                .bind(&ticket.skill)
-                .bind(&ticket.rule_id)
-                .bind(i32::try_from(ticket.expected_fix_s).unwrap_or(i32::MAX))
-                .bind(ticket.expected_truck_eta_s.map(|eta| i32::try_from(eta).unwrap_or(i32::MAX)))
-                .bind(ticket.priority)
-                .bind(at)
-                .execute(&mut *tx)
-                .await
-                .map_err($crate::error::map_sqlx)?;
-                Self::append_in_tx(
-                    &mut tx,
-                    case_id,
-                    domain::NewEvent::new(
-                        domain::EventKind::DiagnosisQueued,
-                        domain::Actor::System,
-                        at,
-                        serde_json::json!({"ticket_id": ticket.id, "skill": ticket.skill, "priority": ticket.priority,
-                                           "rule_id": ticket.rule_id, "expected_fix_s": ticket.expected_fix_s}),
-                    ),
-                )
-                .await?;
-                let stored = Self::fetch_ticket(&mut *tx, ticket.id).await?.ok_or(domain::ports::StoreError::NotFound)?;
+                let stored = Self::queue_in_tx(&mut tx, case_id, ticket, triage).await?;
                 tx.commit().await.map_err($crate::error::map_sqlx)?;
                 Ok(stored)
             }
@@ -204,13 +255,8 @@ macro_rules! impl_diagnosis_store {
                 triage: &domain::NewEvent,
                 reason: &str,
             ) -> Result<domain::Case, domain::ports::StoreError> {
-                let at = domain::time::to_storage_precision(triage.at);
                 let mut tx = self.begin_write().await?;
-                Self::lock_new_case(&mut tx, case_id, at).await?;
-                Self::append_in_tx(&mut tx, case_id, triage.clone()).await?;
-                Self::change_status(&mut tx, case_id, domain::CaseStatus::New, domain::CaseStatus::Dispatching, None,
-                    &domain::Actor::System, at, reason).await?;
-                let case = Self::fetch_case(&mut *tx, case_id).await?.ok_or(domain::ports::StoreError::NotFound)?;
+                let case = Self::dispatch_in_tx(&mut tx, case_id, triage, reason).await?;
                 tx.commit().await.map_err($crate::error::map_sqlx)?;
                 Ok(case)
             }

@@ -12,8 +12,6 @@
 
 macro_rules! impl_dispatch_store {
     ($store:ty, $db:ty) => {
-        type Tx<'t> = sqlx::Transaction<'t, $db>;
-
         impl $store {
             /// Appends an event under the case lock (taking the next sequence number).
             async fn append_in_tx(

@@ -1,7 +1,8 @@
-//! SQLite: the embedded default. One file, WAL, a single writer connection and a pool of
-//! readers.
+//! SQLite: the embedded default. One file, WAL, a single writer connection (with group
+//! commit, see `group_commit`) and a pool of readers.
 
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use domain::ports::StoreError;
@@ -10,6 +11,7 @@ use sqlx::sqlite::{
 };
 
 use crate::error::map_sqlx;
+use crate::group_commit::{CommitStats, GroupWriter, WriteTx};
 use crate::queries::impl_store;
 use crate::queries_diagnosis::impl_diagnosis_store;
 use crate::queries_dispatch::impl_dispatch_store;
@@ -40,6 +42,9 @@ impl FromStr for Synchronous {
     }
 }
 
+/// A write transaction of the shared queries.
+type Tx<'t> = WriteTx<'t>;
+
 /// Connection settings for [`SqliteStore`].
 #[derive(Debug, Clone)]
 pub struct SqliteOptions {
@@ -69,7 +74,7 @@ impl SqliteOptions {
 /// The store on SQLite.
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
-    writer: SqlitePool,
+    writer: Arc<GroupWriter>,
     readers: SqlitePool,
 }
 
@@ -95,6 +100,8 @@ impl SqliteStore {
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
             .acquire_timeout(options.acquire_timeout)
+            // The connection is only ever handed back after a commit or a rollback.
+            .test_before_acquire(false)
             .connect_with(connect.clone())
             .await
             .map_err(map_sqlx)?;
@@ -108,27 +115,36 @@ impl SqliteStore {
             .connect_with(connect.read_only(true))
             .await
             .map_err(map_sqlx)?;
-        Ok(Self { writer, readers })
+        Ok(Self {
+            writer: GroupWriter::new(writer, options.acquire_timeout),
+            readers,
+        })
     }
 
     fn reader(&self) -> &SqlitePool {
         &self.readers
     }
 
-    async fn begin_write(&self) -> Result<sqlx::Transaction<'_, sqlx::Sqlite>, StoreError> {
+    async fn begin_write(&self) -> Result<Tx<'_>, StoreError> {
         self.writer.begin().await.map_err(map_sqlx)
     }
 
     /// The writer pool, for tests that must show what the database itself refuses.
     #[doc(hidden)]
     pub fn raw_pool(&self) -> &SqlitePool {
-        &self.writer
+        self.writer.pool()
+    }
+
+    /// How many commits the writer made and how many writes they carried (group commit
+    /// shares one commit among the writes that queue up together).
+    pub fn commit_stats(&self) -> CommitStats {
+        self.writer.stats()
     }
 
     /// Closes both pools.
     pub async fn close(&self) {
         self.readers.close().await;
-        self.writer.close().await;
+        self.writer.pool().close().await;
     }
 }
 

@@ -6,7 +6,9 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use domain::diagnosis::{NewPhoneBinding, NewTicket, TicketClaim, TicketReport};
-use domain::ports::{NewAlert, StoreError};
+use domain::ports::{
+    CreateCaseOutcome, IdempotencyClaim, NewAlert, StoreError, TriageWrite, TriagedCase,
+};
 use domain::{
     Actor, AlertId, AlertKind, CaseId, CaseInput, CaseStatus, EventKind, NewCase, NewEvent, Role,
     Severity, TicketId, TicketOutcome, Timestamp, User, UserId,
@@ -161,6 +163,120 @@ backend_test!(
                 EventKind::StatusChanged
             ]
         );
+    }
+);
+
+fn unsaved_case() -> domain::Case {
+    let input: CaseInput = serde_json::from_value(serde_json::json!({
+        "channel": "app",
+        "customer": {"phone": "+8613800138000"},
+        "location": {"lat": 31.2304, "lon": 121.4737, "road_kind": "urban"},
+        "fault": {"category": "key_fob", "symptoms": ["key_not_detected"]},
+        "service": "tow"
+    }))
+    .unwrap();
+    NewCase::parse(input).unwrap().open(CaseId::new_v7(), at(0))
+}
+
+backend_test!(
+    a_case_is_created_with_its_triage_in_one_transaction,
+    |db| async move {
+        let created = NewEvent::new(EventKind::Created, Actor::App, at(0), serde_json::json!({}));
+        // Needs a vehicle: created, triaged and dispatching at once.
+        let case = unsaved_case();
+        let dispatch = TriageWrite::Dispatch {
+            event: triaged(0),
+            reason: "needs_vehicle".into(),
+        };
+        let claim = IdempotencyClaim {
+            scope: "app".into(),
+            key: "k-1".into(),
+            request_hash: [1; 32],
+            response: serde_json::json!({"case": case.id}),
+            created_at: at(0),
+        };
+        let (outcome, triage) = db
+            .store
+            .create_triaged_case(&case, &created, Some(&claim), &dispatch)
+            .await
+            .unwrap();
+        match outcome {
+            CreateCaseOutcome::Created(stored) => assert_eq!(stored.status, CaseStatus::New),
+            other => panic!("expected a new case, got {other:?}"),
+        }
+        match triage {
+            Some(TriagedCase::Dispatching(stored)) => {
+                assert_eq!(stored.id, case.id);
+                assert_eq!(stored.status, CaseStatus::Dispatching);
+            }
+            other => panic!("expected a dispatching case, got {other:?}"),
+        }
+        assert_eq!(
+            db.store.get_case(case.id).await.unwrap().unwrap().status,
+            CaseStatus::Dispatching
+        );
+        assert_eq!(
+            kinds(&db, case.id).await,
+            [
+                EventKind::Created,
+                EventKind::Triaged,
+                EventKind::StatusChanged
+            ]
+        );
+        // The same key again replays and writes nothing, whatever triage says.
+        let (again, triage) = db
+            .store
+            .create_triaged_case(&unsaved_case(), &created, Some(&claim), &dispatch)
+            .await
+            .unwrap();
+        assert!(triage.is_none());
+        match again {
+            CreateCaseOutcome::Replayed { case_id, .. } => assert_eq!(case_id, case.id),
+            other => panic!("expected a replay, got {other:?}"),
+        }
+        assert_eq!(kinds(&db, case.id).await.len(), 3);
+
+        // Phone-solvable: queued with its ticket.
+        let phone = unsaved_case();
+        let new = ticket("key_fob", 10, 0);
+        let queue = TriageWrite::Queue {
+            event: triaged(0),
+            ticket: new.clone(),
+        };
+        let (_, triage) = db
+            .store
+            .create_triaged_case(&phone, &created, None, &queue)
+            .await
+            .unwrap();
+        match triage {
+            Some(TriagedCase::Queued(ticket)) => {
+                assert_eq!(ticket.id, new.id);
+                assert_eq!(ticket.case_id, phone.id);
+            }
+            other => panic!("expected a queued ticket, got {other:?}"),
+        }
+        assert_eq!(
+            db.store.get_case(phone.id).await.unwrap().unwrap().status,
+            CaseStatus::Diagnosing
+        );
+        assert_eq!(
+            kinds(&db, phone.id).await,
+            [
+                EventKind::Created,
+                EventKind::Triaged,
+                EventKind::StatusChanged,
+                EventKind::DiagnosisQueued
+            ]
+        );
+        // A failing triage write takes the case with it: the same ticket id again.
+        let broken = unsaved_case();
+        let result = db
+            .store
+            .create_triaged_case(&broken, &created, None, &queue)
+            .await;
+        assert!(matches!(result, Err(StoreError::Conflict(_))), "{result:?}");
+        assert!(db.store.get_case(broken.id).await.unwrap().is_none());
+        assert!(kinds(&db, broken.id).await.is_empty());
     }
 );
 

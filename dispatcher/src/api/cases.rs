@@ -3,7 +3,7 @@
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
-use domain::ports::{CaseFilter, CreateCaseOutcome, IdempotencyClaim};
+use domain::ports::{CaseFilter, CreateCaseOutcome, IdempotencyClaim, TriagedCase};
 use domain::{
     Actor, Case, CaseId, CaseInput, CaseStatus, Channel, Event, EventKind, NewCase, NewEvent, Role,
     Service,
@@ -91,6 +91,7 @@ pub async fn create_case(
     let request_hash = body.canonical_sha256;
     let safety = body.value.safety.unwrap_or_default();
     let new_case = NewCase::parse(body.value)?;
+    let started = std::time::Instant::now();
     let now = domain::time::to_storage_precision(state.clock.now());
     let case = new_case.open(CaseId::new_v7(), now);
     let actor = principal.actor();
@@ -122,15 +123,32 @@ pub async fn create_case(
         response: serde_json::json!({ "case": case }),
         created_at: now,
     });
+    // Triage is decided now and written with the case: one commit before dispatch.
+    let dispatcher = &state.dispatcher;
+    let triage = dispatcher
+        .desk()
+        .decide(&case, crate::diagnosis::safety_flags(&safety), |case| {
+            dispatcher.expected_eta_s(case)
+        });
     match state
         .store
-        .create_case(&case, &created, claim.as_ref())
+        .create_triaged_case(&case, &created, claim.as_ref(), &triage.write)
         .await?
     {
-        CreateCaseOutcome::Created(case) => {
+        (CreateCaseOutcome::Created(case), triaged) => {
             metrics::counter!(CASES_CREATED, "channel" => case.channel.as_str()).increment(1);
             tracing::info!(case_id = %case.id, channel = %case.channel, service = %case.service, "case created");
-            state.spawn_intake(case.id);
+            match triaged {
+                Some(TriagedCase::Dispatching(dispatching)) => {
+                    triage.record(case.id);
+                    dispatcher.spawn_dispatch_new(*dispatching, started);
+                }
+                Some(TriagedCase::Queued(ticket)) => {
+                    triage.record(case.id);
+                    crate::diagnosis::count_ticket("queued", &ticket);
+                }
+                None => state.spawn_intake(case.id),
+            }
             let customer_token = state.keys.customer_token(case.id);
             Ok((
                 StatusCode::CREATED,
@@ -141,11 +159,14 @@ pub async fn create_case(
                 }),
             ))
         }
-        CreateCaseOutcome::Replayed {
-            case_id,
-            request_hash: first_hash,
-            response,
-        } => {
+        (
+            CreateCaseOutcome::Replayed {
+                case_id,
+                request_hash: first_hash,
+                response,
+            },
+            _,
+        ) => {
             if first_hash != request_hash {
                 return Err(ApiError::new(
                     StatusCode::UNPROCESSABLE_ENTITY,

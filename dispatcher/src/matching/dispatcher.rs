@@ -153,17 +153,50 @@ impl Dispatcher {
         Ok(outcome)
     }
 
+    /// The first offer of a case created with its triage (it is `dispatching` with no
+    /// offer yet): no need to read it back. `started` is when the request came in.
+    #[tracing::instrument(skip_all, fields(case_id = %case.id))]
+    pub async fn dispatch_new(
+        &self,
+        case: Case,
+        started: Instant,
+    ) -> Result<DispatchOutcome, StoreError> {
+        let case_id = case.id;
+        let known = DispatchState {
+            case,
+            offers_in_round: Vec::new(),
+        };
+        let outcome = self.dispatch_from(case_id, Some(known)).await?;
+        if matches!(outcome, DispatchOutcome::Offered(_)) {
+            metrics::histogram!(DISPATCH_LATENCY).record(started.elapsed().as_secs_f64());
+        }
+        Ok(outcome)
+    }
+
     /// Makes the next offer of a dispatching case, or escalates it.
     #[tracing::instrument(skip_all, fields(case_id = %case_id))]
     pub async fn dispatch(&self, case_id: CaseId) -> Result<DispatchOutcome, StoreError> {
+        self.dispatch_from(case_id, None).await
+    }
+
+    /// `dispatch`, starting from `known` when the caller has the case's state already.
+    async fn dispatch_from(
+        &self,
+        case_id: CaseId,
+        mut known: Option<DispatchState>,
+    ) -> Result<DispatchOutcome, StoreError> {
         let Some(_guard) = self.enter(case_id) else {
             return Ok(DispatchOutcome::InFlight);
         };
         // A vehicle claimed by another case between our query and our claim loses us the
         // race for that vehicle only: try the next, a bounded number of times.
         for _ in 0..4 {
-            let Some(state) = self.store.dispatch_state(case_id).await? else {
-                return Ok(DispatchOutcome::NotDispatching);
+            let state = match known.take() {
+                Some(state) => state,
+                None => match self.store.dispatch_state(case_id).await? {
+                    Some(state) => state,
+                    None => return Ok(DispatchOutcome::NotDispatching),
+                },
             };
             if state.case.status != CaseStatus::Dispatching {
                 return Ok(DispatchOutcome::NotDispatching);
@@ -517,6 +550,17 @@ impl Dispatcher {
         tokio::spawn(async move {
             if let Err(error) = dispatcher.intake(case_id).await {
                 tracing::warn!(case_id = %case_id, error = %error, "intake failed; the retry sweep will pick the case up");
+            }
+        });
+    }
+
+    /// The first offer of a case just created with its triage, in the background.
+    pub fn spawn_dispatch_new(self: &Arc<Self>, case: Case, started: Instant) {
+        let dispatcher = self.clone();
+        tokio::spawn(async move {
+            let case_id = case.id;
+            if let Err(error) = dispatcher.dispatch_new(case, started).await {
+                tracing::warn!(case_id = %case_id, error = %error, "dispatch failed; the retry sweep will pick the case up");
             }
         });
     }
