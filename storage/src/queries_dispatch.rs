@@ -8,7 +8,7 @@
 //! Two statements differ per backend and come from the store type:
 //! `Self::DUE_OFFERS_SQL` (PostgreSQL adds `FOR UPDATE OF c SKIP LOCKED` so several
 //! instances can sweep at once) and `save_last_fixes_impl` (PostgreSQL updates through
-//! `UNNEST` arrays, SQLite through prepared statements in one transaction).
+//! `UNNEST` arrays, SQLite through a JSON array and `json_each`, both in short chunks).
 
 macro_rules! impl_dispatch_store {
     ($store:ty, $db:ty) => {

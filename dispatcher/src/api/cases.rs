@@ -147,6 +147,8 @@ pub async fn create_case(
                     triage.record(case.id);
                     crate::diagnosis::count_ticket("queued", &ticket);
                 }
+                // The store triages every case it creates; should one come back without,
+                // the intake path (which triages by case id) takes it in.
                 None => state.spawn_intake(case.id),
             }
             let customer_token = state.keys.customer_token(case.id);
