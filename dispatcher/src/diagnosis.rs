@@ -60,6 +60,18 @@ pub struct Decided {
 }
 
 impl Decided {
+    /// Whether first offers ride along with the case.
+    pub fn has_offers(&self) -> bool {
+        matches!(&self.write, TriageWrite::Dispatch { offers, .. } if !offers.is_empty())
+    }
+
+    /// Writes the case without first offers: the matcher makes them.
+    pub fn drop_offers(&mut self) {
+        if let TriageWrite::Dispatch { offers, .. } = &mut self.write {
+            offers.clear();
+        }
+    }
+
     /// Counts and logs the decision, once it is stored.
     pub fn record(&self, case_id: CaseId) {
         metrics::counter!(TRIAGE_DECISIONS, "outcome" => self.label).increment(1);
@@ -224,7 +236,7 @@ impl DiagnosisDesk {
                     count_ticket("queued", &ticket);
                     Triaged::Queued(Box::new(ticket))
                 }),
-            TriageWrite::Dispatch { event, reason } => self
+            TriageWrite::Dispatch { event, reason, .. } => self
                 .store
                 .triage_to_dispatch(case_id, event, reason)
                 .await
@@ -288,6 +300,7 @@ impl DiagnosisDesk {
                     "needs_vehicle"
                 }
                 .to_owned(),
+                offers: Vec::new(),
             },
         };
         Decided {

@@ -683,6 +683,11 @@ pub enum TriageWrite {
         event: NewEvent,
         /// `needs_vehicle` or `safety_override`.
         reason: String,
+        /// First offers to try, best first, each with its `candidates_ranked` event: the
+        /// first whose vehicle is still available is claimed and offered in the same
+        /// transaction (as [`DispatchStore::create_offer`]). Empty, or none available:
+        /// the case is left `dispatching` for the matcher.
+        offers: Vec<(NewOffer, NewEvent)>,
     },
 }
 
@@ -693,6 +698,13 @@ pub enum TriagedCase {
     Queued(Box<crate::diagnosis::DiagnosisTicket>),
     /// Waiting for its first offer (`dispatching`).
     Dispatching(Box<Case>),
+    /// `dispatching` with its first offer out, written in the same transaction.
+    Offered {
+        /// The case (`dispatching`).
+        case: Box<Case>,
+        /// The pending offer.
+        offer: Box<Offer>,
+    },
 }
 
 /// The phone-expert queue and masked-call bindings. Every method that changes a case is
@@ -702,8 +714,9 @@ pub enum TriagedCase {
 pub trait DiagnosisStore: Send + Sync {
     /// Creates the case (as [`CaseStore::create_case`]) and writes its triage (as
     /// [`DiagnosisStore::queue_for_diagnosis`] or [`DiagnosisStore::triage_to_dispatch`])
-    /// in one transaction, so a new case costs one commit before dispatch. An idempotent
-    /// replay writes nothing and comes back without a triage.
+    /// in one transaction, so a new case costs one commit before dispatch; with the first
+    /// offer too when the triage carries candidates, so a request can be dispatched by
+    /// one commit. An idempotent replay writes nothing and comes back without a triage.
     async fn create_triaged_case(
         &self,
         case: &Case,

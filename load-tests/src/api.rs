@@ -233,6 +233,30 @@ impl Api {
         serde_json::from_slice(&bytes).map_err(|_| CallError::Transport("body".to_owned()))
     }
 
+    /// Sends a request without a body and reads the text of a 2xx answer.
+    pub async fn text(&self, method: Method, path: &str) -> Result<String, CallError> {
+        let response = self
+            .http
+            .request(method, self.target.url(path))
+            .send()
+            .await
+            .map_err(|error| CallError::Transport(transport_kind(&error)))?;
+        let status = response.status();
+        let body = response
+            .text()
+            .await
+            .map_err(|error| CallError::Transport(transport_kind(&error)))?;
+        if !status.is_success() {
+            return Err(CallError::Status {
+                status: status.as_u16(),
+                code: status.canonical_reason().unwrap_or("error").to_owned(),
+                retry_after_s: None,
+                body,
+            });
+        }
+        Ok(body)
+    }
+
     /// Whether the server answers `GET /readyz` with 200.
     pub async fn ready(&self) -> bool {
         self.call::<Value>(Method::GET, "/readyz", None, None, &[])

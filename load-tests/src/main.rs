@@ -33,6 +33,7 @@ mod rng;
 mod run;
 mod scenario;
 mod server;
+mod server_metrics;
 mod sim;
 mod sse;
 mod stats;

@@ -24,6 +24,7 @@ use crate::report::{self, MachineInfo, Report, Series, TargetInfo};
 use crate::requests::{self, RequestsSpec};
 use crate::scenario::Scenario;
 use crate::server::{Sampler, SpawnSpec, SpawnedServer};
+use crate::server_metrics;
 use crate::sim::City;
 use crate::stats::Recorder;
 use crate::target::Target;
@@ -998,6 +999,13 @@ async fn run_scenario(cli: &Cli, scenario: &Scenario, file: &str) -> anyhow::Res
         seed: session.seed,
         run_tag: session.run_tag.clone(),
     };
+    // The server's own dispatch-latency histogram, read once a second from now on.
+    let (stop_sampling, sampling) = tokio::sync::watch::channel(false);
+    let sampler = tokio::spawn(server_metrics::sample(
+        session.api.clone(),
+        std::time::Instant::now(),
+        sampling,
+    ));
     let outcome = requests::run(
         &session.api,
         &requests_spec,
@@ -1015,6 +1023,17 @@ async fn run_scenario(cli: &Cli, scenario: &Scenario, file: &str) -> anyhow::Res
         }
         Err(_) => Ok(0),
     };
+    let _ = stop_sampling.send(true);
+    let readings = sampler.await.ok();
+    // The server's metrics as the run left them, for a closer look (the writer queue).
+    if let Ok(text) = session.api.text(reqwest::Method::GET, "/metrics").await {
+        let _ = std::fs::create_dir_all(&session.report_dir);
+        if let Err(error) = std::fs::write(session.report_dir.join("server-metrics.txt"), text) {
+            session
+                .console
+                .note(format!("cannot save the server's metrics: {error}"));
+        }
+    }
     let watched = match watching {
         Some(watching) => Some(watching.stop().await),
         None => None,
@@ -1031,8 +1050,17 @@ async fn run_scenario(cli: &Cli, scenario: &Scenario, file: &str) -> anyhow::Res
     let agents = watched
         .map(|watched| watched.finish(&session, &histories, Some(&fleet.fix_log), &mut verdicts));
     let mut dispatch = report::dispatch_report(&histories, session.started_at);
+    dispatch.server_latency = readings
+        .as_ref()
+        .and_then(|readings| readings.between(0.0, f64::INFINITY))
+        .and_then(|histogram| report::ServerLatency::of(&histogram));
     if !steps.is_empty() {
-        dispatch.storm = Some(report::storm_report(&histories, &steps, outcome.started_at));
+        dispatch.storm = Some(report::storm_report(
+            &histories,
+            &steps,
+            outcome.started_at,
+            readings.as_ref(),
+        ));
     }
     let parts = ReportParts {
         agents,

@@ -17,6 +17,11 @@
 //! the writes queued together share one commit. When the commit fails, every write of
 //! the group is told so, and none of them is in the database.
 //!
+//! Writes on a request's critical path (a new case with its first offer, an offer) take
+//! the *urgent lane*: they get the connection before writes that nobody waits for
+//! (position flushes, job steps), and a group holding one is committed before them too.
+//! A normal write steps aside a bounded number of times, so it is delayed, not starved.
+//!
 //! Reads on the reader pool see a write only after its group committed, as they see a
 //! plain transaction only after its commit; a later write of the same group sees the
 //! earlier ones, as it would had they committed first.
@@ -30,6 +35,15 @@ use std::time::Duration;
 use sqlx::pool::PoolConnection;
 use sqlx::sqlite::{Sqlite, SqliteConnection, SqlitePool};
 use tokio::sync::{Mutex, Notify, OwnedMappedMutexGuard, OwnedMutexGuard, watch};
+
+/// Seconds a write waited for the writer connection (its turn, and its savepoint).
+pub const WRITER_WAIT: &str = "rescue_sqlite_writer_wait_seconds";
+/// Seconds a write held the writer connection (its statements).
+pub const WRITER_HOLD: &str = "rescue_sqlite_writer_hold_seconds";
+/// Seconds a released write waited for its group's commit.
+pub const COMMIT_WAIT: &str = "rescue_sqlite_commit_wait_seconds";
+/// Seconds a group's `COMMIT` took (the fsync under `synchronous = full`).
+pub const COMMIT_TIME: &str = "rescue_sqlite_commit_seconds";
 
 /// How a group ended: `None` while it is open, then the commit's outcome.
 type Outcome = Option<Result<(), String>>;
@@ -82,6 +96,60 @@ impl Slot {
     }
 }
 
+/// Times a normal write steps aside for urgent ones before it queues regardless.
+const MAX_STEPS_ASIDE: u32 = 8;
+
+/// Who may take the writer connection next: urgent writes before the others.
+#[derive(Debug, Default)]
+struct Lanes {
+    /// Urgent writes (and commits of groups holding one) waiting for the connection.
+    urgent_waiting: std::sync::atomic::AtomicUsize,
+    /// Told when no urgent write waits any more.
+    clear: Notify,
+    /// The open group holds an urgent write: commit it urgently.
+    urgent_group: std::sync::atomic::AtomicBool,
+}
+
+/// Counts an urgent waiter until dropped (taken the connection, or given up).
+struct UrgentWaiter<'a>(&'a Lanes);
+
+impl Drop for UrgentWaiter<'_> {
+    fn drop(&mut self) {
+        if self.0.urgent_waiting.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.0.clear.notify_waiters();
+        }
+    }
+}
+
+impl Lanes {
+    /// Takes the slot: at once in the urgent lane, else after the urgent waiters.
+    async fn lock(&self, slot: &Arc<Mutex<Slot>>, urgent: bool) -> OwnedMutexGuard<Slot> {
+        if urgent {
+            self.urgent_waiting.fetch_add(1, Ordering::AcqRel);
+            let _waiter = UrgentWaiter(self);
+            return Arc::clone(slot).lock_owned().await;
+        }
+        let mut stepped_aside = 0;
+        loop {
+            // Registered before the check, so a clearing in between is not missed.
+            let clear = self.clear.notified();
+            if stepped_aside >= MAX_STEPS_ASIDE || self.urgent_waiting.load(Ordering::Acquire) == 0
+            {
+                let guard = Arc::clone(slot).lock_owned().await;
+                if stepped_aside >= MAX_STEPS_ASIDE
+                    || self.urgent_waiting.load(Ordering::Acquire) == 0
+                {
+                    return guard;
+                }
+                // An urgent write queued behind us meanwhile: let it go first.
+                drop(guard);
+            }
+            stepped_aside += 1;
+            clear.await;
+        }
+    }
+}
+
 /// Commits and the writes they carried, since the store was opened.
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
@@ -106,6 +174,7 @@ pub(crate) struct GroupWriter {
     committer: Arc<Notify>,
     acquire_timeout: Duration,
     counters: Arc<Counters>,
+    lanes: Arc<Lanes>,
 }
 
 impl std::fmt::Debug for Slot {
@@ -126,11 +195,13 @@ impl GroupWriter {
             committer: Arc::new(Notify::new()),
             acquire_timeout,
             counters: Arc::default(),
+            lanes: Arc::default(),
         });
         tokio::spawn(commit_groups(
             Arc::downgrade(&writer.slot),
             Arc::clone(&writer.committer),
             Arc::clone(&writer.counters),
+            Arc::clone(&writer.lanes),
         ));
         writer
     }
@@ -154,13 +225,15 @@ impl GroupWriter {
     /// The statements that open and close groups and savepoints run in tasks of their
     /// own, so a caller that goes away (a cancelled request) cannot leave the connection
     /// half way through one of them.
-    pub(crate) async fn begin(&self) -> Result<WriteTx<'_>, sqlx::Error> {
+    pub(crate) async fn begin(&self, urgent: bool) -> Result<WriteTx<'_>, sqlx::Error> {
         let slot = Arc::clone(&self.slot);
         let pool = self.pool.clone();
         let committer = Arc::clone(&self.committer);
+        let lanes = Arc::clone(&self.lanes);
         let acquire_timeout = self.acquire_timeout;
+        let asked = std::time::Instant::now();
         let held = tokio::spawn(async move {
-            let mut slot = tokio::time::timeout(acquire_timeout, slot.lock_owned())
+            let mut slot = tokio::time::timeout(acquire_timeout, lanes.lock(&slot, urgent))
                 .await
                 .map_err(|_| sqlx::Error::PoolTimedOut)?;
             slot.clean_up().await;
@@ -180,10 +253,15 @@ impl GroupWriter {
             let mut open = OwnedMutexGuard::try_map(slot, |slot| slot.open.as_mut())
                 .map_err(|_| sqlx::Error::PoolClosed)?;
             match sqlx::raw_sql("SAVEPOINT w").execute(&mut *open.conn).await {
-                Ok(_) => Ok(Held {
-                    open: Some(open),
-                    committer,
-                }),
+                Ok(_) => {
+                    metrics::histogram!(WRITER_WAIT).record(asked.elapsed().as_secs_f64());
+                    Ok(Held {
+                        open: Some(open),
+                        committer,
+                        since: std::time::Instant::now(),
+                        urgent: urgent.then_some(lanes),
+                    })
+                }
                 Err(error) => {
                     drop(open);
                     committer.notify_one();
@@ -207,19 +285,28 @@ fn task_failed(error: tokio::task::JoinError) -> sqlx::Error {
 }
 
 /// Commits each open group when its turn for the connection comes.
-async fn commit_groups(slot: Weak<Mutex<Slot>>, committer: Arc<Notify>, counters: Arc<Counters>) {
+async fn commit_groups(
+    slot: Weak<Mutex<Slot>>,
+    committer: Arc<Notify>,
+    counters: Arc<Counters>,
+    lanes: Arc<Lanes>,
+) {
     loop {
         committer.notified().await;
         let Some(slot) = slot.upgrade() else {
             return;
         };
-        let mut slot = slot.lock().await;
+        let urgent = lanes.urgent_group.load(Ordering::Acquire);
+        let mut slot = lanes.lock(&slot, urgent).await;
+        lanes.urgent_group.store(false, Ordering::Release);
         slot.clean_up().await;
         let Some(mut open) = slot.open.take() else {
             continue;
         };
+        let started = std::time::Instant::now();
         match sqlx::raw_sql("COMMIT").execute(&mut *open.conn).await {
             Ok(_) => {
+                metrics::histogram!(COMMIT_TIME).record(started.elapsed().as_secs_f64());
                 counters.groups.fetch_add(1, Ordering::Relaxed);
                 counters.writes.fetch_add(open.writes, Ordering::Relaxed);
                 open.outcome.send_replace(Some(Ok(())));
@@ -238,6 +325,10 @@ async fn commit_groups(slot: Weak<Mutex<Slot>>, committer: Arc<Notify>, counters
 struct Held {
     open: Option<OwnedMappedMutexGuard<Slot, Open>>,
     committer: Arc<Notify>,
+    /// When the write got the connection.
+    since: std::time::Instant,
+    /// The lanes, for an urgent write: its group is committed urgently.
+    urgent: Option<Arc<Lanes>>,
 }
 
 impl Held {
@@ -250,6 +341,7 @@ impl Held {
 
     /// Lets the connection go with the savepoint closed.
     fn disarm(mut self) {
+        metrics::histogram!(WRITER_HOLD).record(self.since.elapsed().as_secs_f64());
         if let Some(open) = self.open.take() {
             drop(open);
             self.committer.notify_one();
@@ -293,12 +385,18 @@ impl WriteTx<'_> {
             sqlx::raw_sql("RELEASE w").execute(&mut *open.conn).await?;
             open.writes += 1;
             let outcome = open.outcome.subscribe();
+            if let Some(lanes) = &held.urgent {
+                lanes.urgent_group.store(true, Ordering::Release);
+            }
             held.disarm();
             Ok::<_, sqlx::Error>(outcome)
         })
         .await
         .map_err(task_failed)??;
-        match outcome.wait_for(Option::is_some).await {
+        let released = std::time::Instant::now();
+        let outcome = outcome.wait_for(Option::is_some).await;
+        metrics::histogram!(COMMIT_WAIT).record(released.elapsed().as_secs_f64());
+        match outcome {
             Ok(result) => match result.as_ref() {
                 Some(Ok(())) => Ok(()),
                 Some(Err(reason)) => Err(group_failed(reason.clone())),
@@ -350,5 +448,91 @@ impl DerefMut for WriteTx<'_> {
             Some(held) => &mut held.open().conn,
             None => unreachable!("a write transaction is used after it ended"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
+
+    async fn writer(dir: &tempfile::TempDir) -> Arc<GroupWriter> {
+        let options = SqliteConnectOptions::new()
+            .filename(dir.path().join("lanes.db"))
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(options)
+            .await
+            .unwrap();
+        sqlx::raw_sql("CREATE TABLE log (n INTEGER NOT NULL)")
+            .execute(&pool)
+            .await
+            .unwrap();
+        GroupWriter::new(pool, Duration::from_secs(10))
+    }
+
+    #[tokio::test]
+    async fn urgent_writes_get_the_connection_before_the_queue() {
+        let dir = tempfile::tempdir().unwrap();
+        let writer = writer(&dir).await;
+        // A write holds the connection while others queue: four normal, then one urgent.
+        let first = writer.begin(false).await.unwrap();
+        let mut queued = Vec::new();
+        for n in 1..=5_i64 {
+            let urgent = n == 5;
+            let writer = Arc::clone(&writer);
+            queued.push(tokio::spawn(async move {
+                let mut tx = writer.begin(urgent).await.unwrap();
+                sqlx::query("INSERT INTO log (n) VALUES ($1)")
+                    .bind(n)
+                    .execute(&mut *tx)
+                    .await
+                    .unwrap();
+                tx.commit().await.unwrap();
+            }));
+            // Each is queued before the next is asked for.
+            tokio::time::sleep(Duration::from_millis(30)).await;
+        }
+        first.commit().await.unwrap();
+        for write in queued {
+            write.await.unwrap();
+        }
+        let order: Vec<(i64,)> = sqlx::query_as("SELECT n FROM log ORDER BY rowid")
+            .fetch_all(writer.pool())
+            .await
+            .unwrap();
+        let order: Vec<i64> = order.into_iter().map(|(n,)| n).collect();
+        assert_eq!(order, [5, 1, 2, 3, 4], "the urgent write goes first");
+    }
+
+    #[tokio::test]
+    async fn a_normal_write_steps_aside_only_so_often() {
+        let dir = tempfile::tempdir().unwrap();
+        let writer = writer(&dir).await;
+        // An urgent waiter that never gets anywhere cannot hold a normal write back for
+        // ever: the normal write goes after stepping aside MAX_STEPS_ASIDE times.
+        writer.lanes.urgent_waiting.fetch_add(1, Ordering::AcqRel);
+        let normal = {
+            let writer = Arc::clone(&writer);
+            tokio::spawn(async move {
+                let mut tx = writer.begin(false).await.unwrap();
+                sqlx::query("INSERT INTO log (n) VALUES (1)")
+                    .execute(&mut *tx)
+                    .await
+                    .unwrap();
+                tx.rollback().await.unwrap();
+            })
+        };
+        for _ in 0..=MAX_STEPS_ASIDE {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            // As if urgent writers kept coming and going.
+            writer.lanes.clear.notify_waiters();
+        }
+        tokio::time::timeout(Duration::from_secs(5), normal)
+            .await
+            .expect("the normal write went ahead")
+            .unwrap();
     }
 }

@@ -107,6 +107,12 @@ impl PgStore {
             .map_err(map_sqlx)
     }
 
+    /// A write on a request's critical path. PostgreSQL has no single writer to jump the
+    /// queue of: as `begin_write`.
+    async fn begin_urgent_write(&self) -> Result<Tx<'_>, StoreError> {
+        self.begin_write().await
+    }
+
     /// The pool, for tests that must show what the database itself refuses.
     #[doc(hidden)]
     pub fn raw_pool(&self) -> &PgPool {

@@ -220,7 +220,7 @@ macro_rules! impl_diagnosis_store {
                 idempotency: Option<&domain::ports::IdempotencyClaim>,
                 triage: &domain::ports::TriageWrite,
             ) -> Result<(domain::ports::CreateCaseOutcome, Option<domain::ports::TriagedCase>), domain::ports::StoreError> {
-                let mut tx = self.begin_write().await?;
+                let mut tx = self.begin_urgent_write().await?;
                 if let Some(replayed) = Self::insert_case(&mut tx, case, created, idempotency).await? {
                     tx.rollback().await.map_err($crate::error::map_sqlx)?;
                     return Ok((replayed, None));
@@ -229,9 +229,23 @@ macro_rules! impl_diagnosis_store {
                     domain::ports::TriageWrite::Queue { event, ticket } => domain::ports::TriagedCase::Queued(Box::new(
                         Self::queue_in_tx(&mut tx, case.id, ticket, event).await?,
                     )),
-                    domain::ports::TriageWrite::Dispatch { event, reason } => domain::ports::TriagedCase::Dispatching(
-                        Box::new(Self::dispatch_in_tx(&mut tx, case.id, event, reason).await?),
-                    ),
+                    domain::ports::TriageWrite::Dispatch { event, reason, offers } => {
+                        let dispatching = Self::dispatch_in_tx(&mut tx, case.id, event, reason).await?;
+                        let mut offered = None;
+                        for (offer, ranking) in offers {
+                            if offer.case_id != case.id {
+                                return Err(domain::ports::StoreError::Conflict("a first offer names another case".into()));
+                            }
+                            offered = Self::offer_in_tx(&mut tx, offer, ranking).await?;
+                            if offered.is_some() {
+                                break;
+                            }
+                        }
+                        match offered {
+                            Some(offer) => domain::ports::TriagedCase::Offered { case: Box::new(dispatching), offer: Box::new(offer) },
+                            None => domain::ports::TriagedCase::Dispatching(Box::new(dispatching)),
+                        }
+                    }
                 };
                 tx.commit().await.map_err($crate::error::map_sqlx)?;
                 Ok((domain::ports::CreateCaseOutcome::Created(Box::new(Self::stored_case(case))), Some(triaged)))

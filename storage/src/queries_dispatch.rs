@@ -116,6 +116,62 @@ macro_rules! impl_dispatch_store {
                 Ok(row.0)
             }
 
+            /// Claims the offer's vehicle (`available → offered`) and stores the offer with
+            /// `ranking` and its `offer_sent` event. `None`, with nothing written, when the
+            /// vehicle is no longer available. The caller holds the case, `dispatching`.
+            async fn offer_in_tx(
+                tx: &mut Tx<'_>,
+                offer: &domain::ports::NewOffer,
+                ranking: &domain::NewEvent,
+            ) -> Result<Option<domain::Offer>, domain::ports::StoreError> {
+                let mut sent_at = domain::time::to_storage_precision(offer.sent_at);
+                let mut expires_at = domain::time::to_storage_precision(offer.expires_at);
+                if !Self::move_vehicle(tx, offer.vehicle_id, domain::VehicleState::Available, domain::VehicleState::Offered, sent_at).await? {
+                    return Ok(None);
+                }
+                if let Some(free_since) = Self::vehicle_free_since(tx, offer.vehicle_id).await?
+                    && free_since > sent_at
+                {
+                    // Keep the answer window the provider was promised.
+                    expires_at += free_since - sent_at;
+                    sent_at = free_since;
+                }
+                sqlx::query(
+                    "INSERT INTO offers (id, case_id, vehicle_id, provider_id, state, round, attempt, eta_s, distance_m, \
+                     sent_at, expires_at) \
+                     VALUES ($1, $2, $3, $4, 'pending', (SELECT dispatch_round FROM cases WHERE id = $2), $5, $6, $7, $8, $9)",
+                )
+                .bind(offer.id.as_uuid())
+                .bind(offer.case_id.as_uuid())
+                .bind(offer.vehicle_id.as_uuid())
+                .bind(offer.provider_id.as_uuid())
+                .bind(i32::try_from(offer.attempt).unwrap_or(i32::MAX))
+                .bind(i32::try_from(offer.eta_s).unwrap_or(i32::MAX))
+                .bind(offer.distance_m)
+                .bind(sent_at)
+                .bind(expires_at)
+                .execute(&mut **tx)
+                .await
+                .map_err($crate::error::map_sqlx)?;
+                Self::append_in_tx(tx, offer.case_id, ranking.clone()).await?;
+                Self::append_in_tx(
+                    tx,
+                    offer.case_id,
+                    domain::NewEvent::new(
+                        domain::EventKind::OfferSent,
+                        domain::Actor::System,
+                        sent_at,
+                        serde_json::json!({
+                            "offer_id": offer.id, "vehicle_id": offer.vehicle_id, "provider_id": offer.provider_id,
+                            "attempt": offer.attempt, "eta_s": offer.eta_s, "distance_m": offer.distance_m.round(),
+                            "expires_at": expires_at,
+                        }),
+                    ),
+                )
+                .await?;
+                Self::fetch_offer(&mut **tx, offer.id).await?.ok_or(domain::ports::StoreError::NotFound).map(Some)
+            }
+
             /// Withdraws the case's pending offer, if any, freeing its vehicle.
             async fn withdraw_pending(
                 tx: &mut Tx<'_>,
@@ -457,57 +513,14 @@ macro_rules! impl_dispatch_store {
                 offer: &domain::ports::NewOffer,
                 ranking: &domain::NewEvent,
             ) -> Result<domain::Offer, domain::ports::StoreError> {
-                let mut sent_at = domain::time::to_storage_precision(offer.sent_at);
-                let mut expires_at = domain::time::to_storage_precision(offer.expires_at);
-                let mut tx = self.begin_write().await?;
-                let status = Self::lock_case(&mut tx, offer.case_id, sent_at).await?;
+                let mut tx = self.begin_urgent_write().await?;
+                let status = Self::lock_case(&mut tx, offer.case_id, offer.sent_at).await?;
                 if status != domain::CaseStatus::Dispatching {
                     return Err(domain::ports::StoreError::Conflict(format!("case is `{status}`, not dispatching")));
                 }
-                if !Self::move_vehicle(&mut tx, offer.vehicle_id, domain::VehicleState::Available, domain::VehicleState::Offered, sent_at).await? {
-                    return Err(domain::ports::StoreError::Conflict("vehicle is no longer available".into()));
-                }
-                if let Some(free_since) = Self::vehicle_free_since(&mut tx, offer.vehicle_id).await?
-                    && free_since > sent_at
-                {
-                    // Keep the answer window the provider was promised.
-                    expires_at += free_since - sent_at;
-                    sent_at = free_since;
-                }
-                sqlx::query(
-                    "INSERT INTO offers (id, case_id, vehicle_id, provider_id, state, round, attempt, eta_s, distance_m, \
-                     sent_at, expires_at) \
-                     VALUES ($1, $2, $3, $4, 'pending', (SELECT dispatch_round FROM cases WHERE id = $2), $5, $6, $7, $8, $9)",
-                )
-                .bind(offer.id.as_uuid())
-                .bind(offer.case_id.as_uuid())
-                .bind(offer.vehicle_id.as_uuid())
-                .bind(offer.provider_id.as_uuid())
-                .bind(i32::try_from(offer.attempt).unwrap_or(i32::MAX))
-                .bind(i32::try_from(offer.eta_s).unwrap_or(i32::MAX))
-                .bind(offer.distance_m)
-                .bind(sent_at)
-                .bind(expires_at)
-                .execute(&mut *tx)
-                .await
-                .map_err($crate::error::map_sqlx)?;
-                Self::append_in_tx(&mut tx, offer.case_id, ranking.clone()).await?;
-                Self::append_in_tx(
-                    &mut tx,
-                    offer.case_id,
-                    domain::NewEvent::new(
-                        domain::EventKind::OfferSent,
-                        domain::Actor::System,
-                        sent_at,
-                        serde_json::json!({
-                            "offer_id": offer.id, "vehicle_id": offer.vehicle_id, "provider_id": offer.provider_id,
-                            "attempt": offer.attempt, "eta_s": offer.eta_s, "distance_m": offer.distance_m.round(),
-                            "expires_at": expires_at,
-                        }),
-                    ),
-                )
-                .await?;
-                let stored = Self::fetch_offer(&mut *tx, offer.id).await?.ok_or(domain::ports::StoreError::NotFound)?;
+                let stored = Self::offer_in_tx(&mut tx, offer, ranking)
+                    .await?
+                    .ok_or_else(|| domain::ports::StoreError::Conflict("vehicle is no longer available".into()))?;
                 tx.commit().await.map_err($crate::error::map_sqlx)?;
                 Ok(stored)
             }

@@ -10,8 +10,9 @@ use domain::ports::{
     CreateCaseOutcome, IdempotencyClaim, NewAlert, StoreError, TriageWrite, TriagedCase,
 };
 use domain::{
-    Actor, AlertId, AlertKind, CaseId, CaseInput, CaseStatus, EventKind, NewCase, NewEvent, Role,
-    Severity, TicketId, TicketOutcome, Timestamp, User, UserId,
+    Actor, AlertId, AlertKind, CaseId, CaseInput, CaseStatus, EventKind, NewCase, NewEvent,
+    OfferState, Role, Severity, TicketId, TicketOutcome, Timestamp, User, UserId, VehicleId,
+    VehicleState,
 };
 use storage::backend_test;
 use storage::testing::TestDatabaseHandle;
@@ -187,6 +188,7 @@ backend_test!(
         let dispatch = TriageWrite::Dispatch {
             event: triaged(0),
             reason: "needs_vehicle".into(),
+            offers: Vec::new(),
         };
         let claim = IdempotencyClaim {
             scope: "app".into(),
@@ -277,6 +279,105 @@ backend_test!(
         assert!(matches!(result, Err(StoreError::Conflict(_))), "{result:?}");
         assert!(db.store.get_case(broken.id).await.unwrap().is_none());
         assert!(kinds(&db, broken.id).await.is_empty());
+    }
+);
+
+backend_test!(
+    a_case_can_be_created_with_its_first_offer_in_one_transaction,
+    |db| async move {
+        let created = NewEvent::new(EventKind::Created, Actor::App, at(0), serde_json::json!({}));
+        let p = provider(&db, "Pudong").await;
+        let (taken, free, spare) = (
+            vehicle(&db, p, "T-taken").await,
+            vehicle(&db, p, "T-free").await,
+            vehicle(&db, p, "T-spare").await,
+        );
+        // Another case holds the best vehicle already.
+        let other = dispatching_case(&db).await;
+        db.store
+            .create_offer(&new_offer(other, taken, p, 0), &ranking(0))
+            .await
+            .unwrap();
+        let case = unsaved_case();
+        let dispatch = |vehicles: &[VehicleId], case_id: CaseId| TriageWrite::Dispatch {
+            event: triaged(1),
+            reason: "needs_vehicle".into(),
+            offers: vehicles
+                .iter()
+                .map(|vehicle| (new_offer(case_id, *vehicle, p, 1), ranking(1)))
+                .collect(),
+        };
+        let (outcome, triage) = db
+            .store
+            .create_triaged_case(
+                &case,
+                &created,
+                None,
+                &dispatch(&[taken, free, spare], case.id),
+            )
+            .await
+            .unwrap();
+        assert!(matches!(outcome, CreateCaseOutcome::Created(_)));
+        let offer = match triage {
+            Some(TriagedCase::Offered {
+                case: stored,
+                offer,
+            }) => {
+                assert_eq!(stored.status, CaseStatus::Dispatching);
+                offer
+            }
+            other => panic!("expected an offered case, got {other:?}"),
+        };
+        // The taken vehicle is skipped, the next one claimed, the third left alone.
+        assert_eq!((offer.case_id, offer.vehicle_id), (case.id, free));
+        assert_eq!(offer.state, OfferState::Pending);
+        assert_eq!(vehicle_state(&db, taken).await, VehicleState::Offered);
+        assert_eq!(vehicle_state(&db, free).await, VehicleState::Offered);
+        assert_eq!(vehicle_state(&db, spare).await, VehicleState::Available);
+        assert_eq!(
+            db.store.pending_offers(p).await.unwrap().len(),
+            2,
+            "one offer of each case"
+        );
+        assert_eq!(
+            kinds(&db, case.id).await,
+            [
+                EventKind::Created,
+                EventKind::Triaged,
+                EventKind::StatusChanged,
+                EventKind::CandidatesRanked,
+                EventKind::OfferSent
+            ]
+        );
+
+        // Nobody to claim: the case is created dispatching, without an offer.
+        let alone = unsaved_case();
+        let (_, triage) = db
+            .store
+            .create_triaged_case(&alone, &created, None, &dispatch(&[taken, free], alone.id))
+            .await
+            .unwrap();
+        assert!(
+            matches!(triage, Some(TriagedCase::Dispatching(_))),
+            "{triage:?}"
+        );
+        assert_eq!(kinds(&db, alone.id).await.len(), 3);
+        assert_eq!(vehicle_state(&db, spare).await, VehicleState::Available);
+
+        // An offer that cannot be written takes the case with it, and claims nothing.
+        let broken = unsaved_case();
+        let result = db
+            .store
+            .create_triaged_case(
+                &broken,
+                &created,
+                None,
+                &dispatch(&[spare], CaseId::new_v7()),
+            )
+            .await;
+        assert!(matches!(result, Err(StoreError::Conflict(_))), "{result:?}");
+        assert!(db.store.get_case(broken.id).await.unwrap().is_none());
+        assert_eq!(vehicle_state(&db, spare).await, VehicleState::Available);
     }
 );
 

@@ -3,7 +3,7 @@
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
-use domain::ports::{CaseFilter, CreateCaseOutcome, IdempotencyClaim, TriagedCase};
+use domain::ports::{CaseFilter, CreateCaseOutcome, IdempotencyClaim, TriageWrite, TriagedCase};
 use domain::{
     Actor, Case, CaseId, CaseInput, CaseStatus, Channel, Event, EventKind, NewCase, NewEvent, Role,
     Service,
@@ -123,22 +123,45 @@ pub async fn create_case(
         response: serde_json::json!({ "case": case }),
         created_at: now,
     });
-    // Triage is decided now and written with the case: one commit before dispatch.
+    // Triage is decided now and written with the case, and so is the first offer when
+    // the case needs a vehicle: one commit from request to offer.
     let dispatcher = &state.dispatcher;
-    let triage = dispatcher
-        .desk()
-        .decide(&case, crate::diagnosis::safety_flags(&safety), |case| {
-            dispatcher.expected_eta_s(case)
-        });
-    match state
+    let mut triage =
+        dispatcher
+            .desk()
+            .decide(&case, crate::diagnosis::safety_flags(&safety), |case| {
+                dispatcher.expected_eta_s(case)
+            });
+    if let TriageWrite::Dispatch { offers, .. } = &mut triage.write {
+        *offers = dispatcher.first_offers(&case);
+    }
+    let written = match state
         .store
         .create_triaged_case(&case, &created, claim.as_ref(), &triage.write)
-        .await?
+        .await
     {
+        // A first offer that cannot be written (a vehicle claimed by a case of another
+        // instance in a way the claim did not see) must not cost the case: write it
+        // without, and leave the offer to the matcher.
+        Err(error) if triage.has_offers() => {
+            tracing::warn!(case_id = %case.id, error = %error, "writing the first offer with the case failed; creating the case alone");
+            triage.drop_offers();
+            state
+                .store
+                .create_triaged_case(&case, &created, claim.as_ref(), &triage.write)
+                .await?
+        }
+        other => other?,
+    };
+    match written {
         (CreateCaseOutcome::Created(case), triaged) => {
             metrics::counter!(CASES_CREATED, "channel" => case.channel.as_str()).increment(1);
             tracing::info!(case_id = %case.id, channel = %case.channel, service = %case.service, "case created");
             match triaged {
+                Some(TriagedCase::Offered { offer, .. }) => {
+                    triage.record(case.id);
+                    dispatcher.offered_at_intake(&offer, started);
+                }
                 Some(TriagedCase::Dispatching(dispatching)) => {
                     triage.record(case.id);
                     dispatcher.spawn_dispatch_new(*dispatching, started);

@@ -30,6 +30,10 @@ pub const OFFERS: &str = "rescue_offers_total";
 /// Cases escalated to an agent, by `reason` (`attempts_exhausted`, `no_candidate`).
 pub const ESCALATIONS: &str = "rescue_escalations_total";
 
+/// Candidates a new case's own transaction tries to claim before it leaves the case to
+/// the matcher: another case may hold the best, rarely the first three.
+const FIRST_OFFER_TRIES: usize = 3;
+
 /// How the dispatcher searches and offers.
 #[derive(Debug, Clone)]
 pub struct DispatchSettings {
@@ -339,57 +343,8 @@ impl Dispatcher {
         record_decided: bool,
     ) -> Result<Option<Offer>, StoreError> {
         for (position, chosen) in ranked.iter().enumerate() {
-            let now = self.clock.now();
-            let offer = NewOffer {
-                id: OfferId::new_v7(),
-                case_id: case.id,
-                vehicle_id: chosen.vehicle_id,
-                provider_id: chosen.provider_id,
-                attempt,
-                eta_s: chosen.eta_s,
-                distance_m: chosen.distance_m,
-                sent_at: now,
-                expires_at: now
-                    + chrono::Duration::seconds(i64::from(self.settings.offer_timeout_s)),
-            };
-            let top: Vec<serde_json::Value> = ranked
-                .iter()
-                .take(5)
-                .enumerate()
-                .map(|(rank, candidate)| {
-                    serde_json::json!({
-                        "rank": rank + 1,
-                        "vehicle_id": candidate.vehicle_id,
-                        "provider_id": candidate.provider_id,
-                        "distance_m": candidate.distance_m.round(),
-                        "eta_s": candidate.eta_s,
-                        "acceptance_rate": (candidate.score.acceptance_rate * 1000.0).round() / 1000.0,
-                        "on_time_rate": (candidate.score.on_time_rate * 1000.0).round() / 1000.0,
-                        "near_tie": candidate.near_tie,
-                        "chosen": candidate.vehicle_id == chosen.vehicle_id,
-                    })
-                })
-                .collect();
-            let reason = if position > 0 {
-                "better candidates were taken by other cases meanwhile"
-            } else if record_decided {
-                "near-tie on ETA broken by provider record"
-            } else {
-                "fastest ETA"
-            };
-            let ranking = NewEvent::new(
-                EventKind::CandidatesRanked,
-                Actor::System,
-                now,
-                serde_json::json!({
-                    "attempt": attempt,
-                    "radius_m": radius_m,
-                    "eta_model": self.eta.name(),
-                    "considered": ranked.len(),
-                    "reason": reason,
-                    "candidates": top,
-                }),
-            );
+            let (offer, ranking) =
+                self.proposal(case, attempt, ranked, position, radius_m, record_decided);
             match self.store.create_offer(&offer, &ranking).await {
                 Ok(stored) => {
                     self.registry
@@ -420,6 +375,98 @@ impl Dispatcher {
             }
         }
         Ok(None)
+    }
+
+    /// The offer of the `position`-th ranked candidate, with the `candidates_ranked` event
+    /// that says why it was chosen.
+    fn proposal(
+        &self,
+        case: &Case,
+        attempt: u32,
+        ranked: &[RankedCandidate],
+        position: usize,
+        radius_m: f64,
+        record_decided: bool,
+    ) -> (NewOffer, NewEvent) {
+        let chosen = &ranked[position];
+        let now = self.clock.now();
+        let offer = NewOffer {
+            id: OfferId::new_v7(),
+            case_id: case.id,
+            vehicle_id: chosen.vehicle_id,
+            provider_id: chosen.provider_id,
+            attempt,
+            eta_s: chosen.eta_s,
+            distance_m: chosen.distance_m,
+            sent_at: now,
+            expires_at: now + chrono::Duration::seconds(i64::from(self.settings.offer_timeout_s)),
+        };
+        let top: Vec<serde_json::Value> = ranked
+            .iter()
+            .take(5)
+            .enumerate()
+            .map(|(rank, candidate)| {
+                serde_json::json!({
+                    "rank": rank + 1,
+                    "vehicle_id": candidate.vehicle_id,
+                    "provider_id": candidate.provider_id,
+                    "distance_m": candidate.distance_m.round(),
+                    "eta_s": candidate.eta_s,
+                    "acceptance_rate": (candidate.score.acceptance_rate * 1000.0).round() / 1000.0,
+                    "on_time_rate": (candidate.score.on_time_rate * 1000.0).round() / 1000.0,
+                    "near_tie": candidate.near_tie,
+                    "chosen": candidate.vehicle_id == chosen.vehicle_id,
+                })
+            })
+            .collect();
+        let reason = if position > 0 {
+            "better candidates were taken by other cases meanwhile"
+        } else if record_decided {
+            "near-tie on ETA broken by provider record"
+        } else {
+            "fastest ETA"
+        };
+        let ranking = NewEvent::new(
+            EventKind::CandidatesRanked,
+            Actor::System,
+            now,
+            serde_json::json!({
+                "attempt": attempt,
+                "radius_m": radius_m,
+                "eta_model": self.eta.name(),
+                "considered": ranked.len(),
+                "reason": reason,
+                "candidates": top,
+            }),
+        );
+        (offer, ranking)
+    }
+
+    /// The first offers to try for a case that needs a vehicle, written with the case
+    /// itself (see [`domain::ports::TriageWrite::Dispatch`]): the best few candidates of
+    /// the first radius step that has any. Empty when nobody qualifies; the matcher then
+    /// escalates it as usual.
+    pub fn first_offers(&self, case: &Case) -> Vec<(NewOffer, NewEvent)> {
+        let state = DispatchState {
+            case: case.clone(),
+            offers_in_round: Vec::new(),
+        };
+        let Some((ranked, radius_m, record_decided)) = self.candidates(&state, 1) else {
+            return Vec::new();
+        };
+        (0..ranked.len().min(FIRST_OFFER_TRIES))
+            .map(|position| self.proposal(case, 1, &ranked, position, radius_m, record_decided))
+            .collect()
+    }
+
+    /// Books a first offer written with its case: the vehicle is `offered` in the index,
+    /// and the dispatch latency runs from `started`, when the request came in.
+    pub fn offered_at_intake(&self, offer: &Offer, started: Instant) {
+        self.registry
+            .set_state(offer.vehicle_id, VehicleState::Offered);
+        metrics::counter!(OFFERS, "outcome" => "sent").increment(1);
+        metrics::histogram!(DISPATCH_LATENCY).record(started.elapsed().as_secs_f64());
+        tracing::info!(case_id = %offer.case_id, offer_id = %offer.id, attempt = offer.attempt, eta_s = offer.eta_s, "offer sent");
     }
 
     async fn escalate(
