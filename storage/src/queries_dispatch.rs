@@ -5,9 +5,11 @@
 //! concurrent operations on one case queue instead of deadlocking, and the partial unique
 //! indexes of migration 0002 refuse any double booking that slipped past the code.
 //!
-//! Two statements differ per backend and come from the store type:
+//! Statements that differ per backend come from the store type:
 //! `Self::DUE_OFFERS_SQL` (PostgreSQL adds `FOR UPDATE OF c SKIP LOCKED` so several
-//! instances can sweep at once) and `save_last_fixes_impl` (PostgreSQL updates through
+//! instances can sweep at once), `Self::APPEND_EVENT_SQL` (PostgreSQL takes the sequence
+//! number and inserts the event in one round trip; SQLite, in process, runs the two
+//! statements) and `save_last_fixes_impl` (PostgreSQL updates through
 //! `UNNEST` arrays, SQLite through a JSON array and `json_each`, both in short chunks).
 
 macro_rules! impl_dispatch_store {
@@ -19,8 +21,22 @@ macro_rules! impl_dispatch_store {
                 case_id: domain::CaseId,
                 event: domain::NewEvent,
             ) -> Result<domain::Event, domain::ports::StoreError> {
-                let (seq, _) = Self::next_event_seq(tx, case_id, event.at).await?;
-                Self::insert_event(tx, case_id, seq, &event).await
+                let Some(sql) = Self::APPEND_EVENT_SQL else {
+                    let (seq, _) = Self::next_event_seq(tx, case_id, event.at).await?;
+                    return Self::insert_event(tx, case_id, seq, &event).await;
+                };
+                let at = domain::time::to_storage_precision(event.at);
+                let row: Option<(i64, i64)> = sqlx::query_as(sql)
+                    .bind(case_id.as_uuid())
+                    .bind(at)
+                    .bind(event.kind.as_str())
+                    .bind(event.actor.to_string())
+                    .bind(sqlx::types::Json(&event.data))
+                    .fetch_optional(&mut **tx)
+                    .await
+                    .map_err($crate::error::map_sqlx)?;
+                let (id, seq) = row.ok_or(domain::ports::StoreError::NotFound)?;
+                Ok(domain::Event { id, case_id, seq, at, kind: event.kind, actor: event.actor, data: event.data })
             }
 
             /// Locks the case and returns its status.
@@ -136,23 +152,27 @@ macro_rules! impl_dispatch_store {
                     expires_at += free_since - sent_at;
                     sent_at = free_since;
                 }
-                sqlx::query(
+                let sql = format!(
                     "INSERT INTO offers (id, case_id, vehicle_id, provider_id, state, round, attempt, eta_s, distance_m, \
                      sent_at, expires_at) \
-                     VALUES ($1, $2, $3, $4, 'pending', (SELECT dispatch_round FROM cases WHERE id = $2), $5, $6, $7, $8, $9)",
-                )
-                .bind(offer.id.as_uuid())
-                .bind(offer.case_id.as_uuid())
-                .bind(offer.vehicle_id.as_uuid())
-                .bind(offer.provider_id.as_uuid())
-                .bind(i32::try_from(offer.attempt).unwrap_or(i32::MAX))
-                .bind(i32::try_from(offer.eta_s).unwrap_or(i32::MAX))
-                .bind(offer.distance_m)
-                .bind(sent_at)
-                .bind(expires_at)
-                .execute(&mut **tx)
-                .await
-                .map_err($crate::error::map_sqlx)?;
+                     VALUES ($1, $2, $3, $4, 'pending', (SELECT dispatch_round FROM cases WHERE id = $2), $5, $6, $7, $8, $9) \
+                     RETURNING {}",
+                    $crate::rows::OFFER_COLUMNS
+                );
+                let stored: $crate::rows::OfferRow = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+                    .bind(offer.id.as_uuid())
+                    .bind(offer.case_id.as_uuid())
+                    .bind(offer.vehicle_id.as_uuid())
+                    .bind(offer.provider_id.as_uuid())
+                    .bind(i32::try_from(offer.attempt).unwrap_or(i32::MAX))
+                    .bind(i32::try_from(offer.eta_s).unwrap_or(i32::MAX))
+                    .bind(offer.distance_m)
+                    .bind(sent_at)
+                    .bind(expires_at)
+                    .fetch_one(&mut **tx)
+                    .await
+                    .map_err($crate::error::map_sqlx)?;
+                let stored: domain::Offer = stored.try_into()?;
                 Self::append_in_tx(tx, offer.case_id, ranking.clone()).await?;
                 Self::append_in_tx(
                     tx,
@@ -169,7 +189,7 @@ macro_rules! impl_dispatch_store {
                     ),
                 )
                 .await?;
-                Self::fetch_offer(&mut **tx, offer.id).await?.ok_or(domain::ports::StoreError::NotFound).map(Some)
+                Ok(Some(stored))
             }
 
             /// Withdraws the case's pending offer, if any, freeing its vehicle.

@@ -208,6 +208,8 @@ impl SqliteStore {
 }
 
 impl SqliteStore {
+    /// Events are appended by two statements: in process, a round trip costs little.
+    const APPEND_EVENT_SQL: Option<&'static str> = None;
     /// Claims due webhook deliveries under a lease.
     const CLAIM_WEBHOOKS_SQL: &'static str = "UPDATE webhook_deliveries SET claimed_until = $3 \
          WHERE id IN (SELECT id FROM webhook_deliveries WHERE status = 'pending' AND next_attempt_at <= $1 \
