@@ -180,6 +180,20 @@ impl NewEvent {
             data,
         }
     }
+
+    /// The event as stored: the row id and sequence number the store gave it, and its
+    /// time at storage precision (`at`).
+    pub fn stored(self, id: i64, case_id: CaseId, seq: i64, at: Timestamp) -> Event {
+        Event {
+            id,
+            case_id,
+            seq,
+            at,
+            kind: self.kind,
+            actor: self.actor,
+            data: self.data,
+        }
+    }
 }
 
 /// An event in a case's timeline.

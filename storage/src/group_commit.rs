@@ -20,7 +20,7 @@
 //! Writes on a request's critical path (a new case with its first offer, an offer) take
 //! the *urgent lane*: they get the connection before writes that nobody waits for
 //! (position flushes, job steps), and a group holding one is committed before them too.
-//! A normal write steps aside a bounded number of times, so it is delayed, not starved.
+//! A normal write steps aside for at most 20 ms, so it is delayed, not starved.
 //!
 //! Reads on the reader pool see a write only after its group committed, as they see a
 //! plain transaction only after its commit; a later write of the same group sees the
@@ -96,8 +96,13 @@ impl Slot {
     }
 }
 
-/// Times a normal write steps aside for urgent ones before it queues regardless.
-const MAX_STEPS_ASIDE: u32 = 8;
+/// How long a normal write keeps stepping aside for urgent work, from the first time it
+/// reached the front, before it takes its turn regardless. A bound in time, not in turns: under a stream of urgent writes one turn
+/// round the queue can take long, and a count of turns let a job step wait out the
+/// acquire timeout behind 50 clients creating cases.
+const STEP_ASIDE_BUDGET: Duration = Duration::from_millis(20);
+/// How long a write that stepped aside waits before it queues again.
+const STEP_ASIDE_PAUSE: Duration = Duration::from_millis(1);
 
 /// Who may take the writer connection next: urgent writes before the others.
 #[derive(Debug, Default)]
@@ -118,24 +123,52 @@ impl Drop for UrgentWaiter<'_> {
 }
 
 impl Lanes {
-    /// Takes the slot. The slot's queue is first come, first served; a normal write that
-    /// reaches the front while urgent ones wait hands the slot on and queues again, behind
-    /// them, at most [`MAX_STEPS_ASIDE`] times.
+    /// Urgent work is waiting: an urgent write, or the commit of a group holding one.
+    fn urgent_pending(&self) -> bool {
+        self.urgent_waiting.load(Ordering::Acquire) > 0 || self.urgent_group.load(Ordering::Acquire)
+    }
+
+    /// Takes the slot for a write. The slot's queue is first come, first served; a normal
+    /// write that reaches the front while urgent work is pending hands the slot on and
+    /// queues again, behind it, for at most [`STEP_ASIDE_BUDGET`] (so normal writes that
+    /// step aside may swap places among themselves).
     async fn lock(&self, slot: &Arc<Mutex<Slot>>, urgent: bool) -> OwnedMutexGuard<Slot> {
         if urgent {
             self.urgent_waiting.fetch_add(1, Ordering::AcqRel);
             let _waiter = UrgentWaiter(self);
             return Arc::clone(slot).lock_owned().await;
         }
-        let mut stepped_aside = 0;
+        self.lock_unless(slot, || false).await
+    }
+
+    /// Takes the slot for the committer: at once when the open group holds an urgent
+    /// write (looked at every time it reaches the front), otherwise as a normal write.
+    async fn lock_for_commit(&self, slot: &Arc<Mutex<Slot>>) -> OwnedMutexGuard<Slot> {
+        self.lock_unless(slot, || self.urgent_group.load(Ordering::Acquire))
+            .await
+    }
+
+    async fn lock_unless(
+        &self,
+        slot: &Arc<Mutex<Slot>>,
+        urgent: impl Fn() -> bool,
+    ) -> OwnedMutexGuard<Slot> {
+        // Counted from the first time it stepped aside, in real time, not tokio's: under
+        // paused test time the budget must still run out.
+        let mut stepping_aside_since: Option<std::time::Instant> = None;
         loop {
             let guard = Arc::clone(slot).lock_owned().await;
-            if stepped_aside >= MAX_STEPS_ASIDE || self.urgent_waiting.load(Ordering::Acquire) == 0
-            {
+            let budget_spent =
+                stepping_aside_since.is_some_and(|since| since.elapsed() >= STEP_ASIDE_BUDGET);
+            if urgent() || budget_spent || !self.urgent_pending() {
                 return guard;
             }
+            stepping_aside_since.get_or_insert_with(std::time::Instant::now);
             drop(guard);
-            stepped_aside += 1;
+            // Out of the way for a moment rather than round the queue at once: the urgent
+            // writer or the committer gets to run (on a one-thread runtime it could not
+            // otherwise), and stepping aside costs no CPU.
+            tokio::time::sleep(STEP_ASIDE_PAUSE).await;
         }
     }
 }
@@ -244,7 +277,8 @@ impl GroupWriter {
                 .map_err(|_| sqlx::Error::PoolClosed)?;
             match sqlx::raw_sql("SAVEPOINT w").execute(&mut *open.conn).await {
                 Ok(_) => {
-                    metrics::histogram!(WRITER_WAIT).record(asked.elapsed().as_secs_f64());
+                    metrics::histogram!(WRITER_WAIT, "lane" => lane_name(urgent))
+                        .record(asked.elapsed().as_secs_f64());
                     Ok(Held {
                         open: Some(open),
                         committer,
@@ -268,6 +302,11 @@ impl GroupWriter {
     }
 }
 
+/// The `lane` label of the writer metrics.
+fn lane_name(urgent: bool) -> &'static str {
+    if urgent { "urgent" } else { "normal" }
+}
+
 fn task_failed(error: tokio::task::JoinError) -> sqlx::Error {
     sqlx::Error::Io(std::io::Error::other(format!(
         "the SQLite writer task failed: {error}"
@@ -286,8 +325,7 @@ async fn commit_groups(
         let Some(slot) = slot.upgrade() else {
             return;
         };
-        let urgent = lanes.urgent_group.load(Ordering::Acquire);
-        let mut slot = lanes.lock(&slot, urgent).await;
+        let mut slot = lanes.lock_for_commit(&slot).await;
         lanes.urgent_group.store(false, Ordering::Release);
         slot.clean_up().await;
         let Some(mut open) = slot.open.take() else {
@@ -370,6 +408,7 @@ impl WriteTx<'_> {
         let Some(mut held) = self.held.take() else {
             return Ok(());
         };
+        let lane = lane_name(held.urgent.is_some());
         let mut outcome = tokio::spawn(async move {
             let open = held.open();
             sqlx::raw_sql("RELEASE w").execute(&mut *open.conn).await?;
@@ -385,7 +424,7 @@ impl WriteTx<'_> {
         .map_err(task_failed)??;
         let released = std::time::Instant::now();
         let outcome = outcome.wait_for(Option::is_some).await;
-        metrics::histogram!(COMMIT_WAIT).record(released.elapsed().as_secs_f64());
+        metrics::histogram!(COMMIT_WAIT, "lane" => lane).record(released.elapsed().as_secs_f64());
         match outcome {
             Ok(result) => match result.as_ref() {
                 Some(Ok(())) => Ok(()),
@@ -494,7 +533,69 @@ mod tests {
             .await
             .unwrap();
         let order: Vec<i64> = order.into_iter().map(|(n,)| n).collect();
-        assert_eq!(order, [5, 1, 2, 3, 4], "the urgent write goes first");
+        assert_eq!(order[0], 5, "the urgent write goes first: {order:?}");
+        // Normal writes that stepped aside may swap places among themselves (one that
+        // steps aside for the urgent write's commit queues again behind the others); none
+        // is lost.
+        let mut rest = order[1..].to_vec();
+        rest.sort_unstable();
+        assert_eq!(rest, [1, 2, 3, 4], "every normal write is in: {order:?}");
+    }
+
+    #[tokio::test]
+    async fn a_group_holding_an_urgent_write_is_committed_before_queued_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        let writer = writer(&dir).await;
+        let reader = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(SqliteConnectOptions::new().filename(dir.path().join("lanes.db")))
+            .await
+            .unwrap();
+        let first = writer.begin(false).await.unwrap();
+        // Four slow normal writes queue, then an urgent one.
+        let mut queued = Vec::new();
+        for n in 1..=4_i64 {
+            let writer = Arc::clone(&writer);
+            queued.push(tokio::spawn(async move {
+                let mut tx = writer.begin(false).await.unwrap();
+                sqlx::query("INSERT INTO log (n) VALUES ($1)")
+                    .bind(n)
+                    .execute(&mut *tx)
+                    .await
+                    .unwrap();
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                tx.commit().await.unwrap();
+            }));
+            tokio::time::sleep(Duration::from_millis(30)).await;
+        }
+        let urgent = {
+            let writer = Arc::clone(&writer);
+            let reader = reader.clone();
+            tokio::spawn(async move {
+                let mut tx = writer.begin(true).await.unwrap();
+                sqlx::query("INSERT INTO log (n) VALUES (5)")
+                    .execute(&mut *tx)
+                    .await
+                    .unwrap();
+                tx.commit().await.unwrap();
+                // Committed: what a reader sees now is what the urgent write's group held.
+                let (visible,): (i64,) = sqlx::query_as("SELECT count(*) FROM log")
+                    .fetch_one(&reader)
+                    .await
+                    .unwrap();
+                visible
+            })
+        };
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        first.commit().await.unwrap();
+        let visible = urgent.await.unwrap();
+        for write in queued {
+            write.await.unwrap();
+        }
+        assert_eq!(
+            visible, 1,
+            "the urgent write was committed without waiting for the normal writes queued before it"
+        );
     }
 
     #[tokio::test]

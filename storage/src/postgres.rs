@@ -48,7 +48,13 @@ impl PgOptions {
 #[derive(Debug, Clone)]
 pub struct PgStore {
     pool: PgPool,
+    /// Connections whose commits do not wait for the WAL flush, for position data only
+    /// (see [`PgStore::begin_fix_write`]).
+    fixes: PgPool,
 }
+
+/// Connections of the position pool: position flushes and trajectory points.
+const FIX_POOL_CONNECTIONS: u32 = 2;
 
 impl PgStore {
     /// Connects and runs the migrations.
@@ -78,14 +84,22 @@ impl PgStore {
         let pool = PgPoolOptions::new()
             .max_connections(options.max_connections)
             .acquire_timeout(options.acquire_timeout)
-            .connect_with(connect)
+            .connect_with(connect.clone())
             .await
             .map_err(map_sqlx)?;
+        // Asynchronous commit: the WAL writer flushes within 3 × `wal_writer_delay`
+        // (600 ms by default), so a crash of the database loses less than the last second
+        // of positions, which is what the fleet's persistence promises, and the position
+        // stream neither waits for fsyncs nor holds vehicle row locks through them.
+        let fixes = PgPoolOptions::new()
+            .max_connections(FIX_POOL_CONNECTIONS)
+            .acquire_timeout(options.acquire_timeout)
+            .connect_lazy_with(connect.options([("synchronous_commit", "off")]));
         sqlx::migrate!("../migrations/postgres")
             .run(&pool)
             .await
             .map_err(|error| StoreError::Internal(Box::new(error)))?;
-        Ok(Self { pool })
+        Ok(Self { pool, fixes })
     }
 
     fn reader(&self) -> &PgPool {
@@ -98,7 +112,17 @@ impl PgStore {
     /// its client or by the request timeout would do exactly that. The next borrower's
     /// statements would then hold their row locks forever.
     async fn begin_write(&self) -> Result<Tx<'_>, StoreError> {
-        let pool = self.pool.clone();
+        Self::begin_on(&self.pool).await
+    }
+
+    /// A write of position data (trajectory points), committed asynchronously like the
+    /// position flushes: see the position pool in [`PgStore::connect`].
+    async fn begin_fix_write(&self) -> Result<Tx<'_>, StoreError> {
+        Self::begin_on(&self.fixes).await
+    }
+
+    async fn begin_on(pool: &PgPool) -> Result<Tx<'static>, StoreError> {
+        let pool = pool.clone();
         tokio::spawn(async move { pool.begin().await })
             .await
             .map_err(|error| {
@@ -119,9 +143,10 @@ impl PgStore {
         &self.pool
     }
 
-    /// Closes the pool.
+    /// Closes the pools.
     pub async fn close(&self) {
         self.pool.close().await;
+        self.fixes.close().await;
     }
 }
 
@@ -197,7 +222,7 @@ impl PgStore {
             .bind(headings)
             .bind(accuracies)
             .bind(sources)
-            .execute(&self.pool)
+            .execute(&self.fixes)
             .await
             .map_err(map_sqlx)?
             .rows_affected();

@@ -197,15 +197,7 @@ macro_rules! impl_store {
                 .fetch_one(&mut **tx)
                 .await
                 .map_err($crate::error::map_sqlx)?;
-                Ok(domain::Event {
-                    id,
-                    case_id,
-                    seq,
-                    at,
-                    kind: event.kind,
-                    actor: event.actor.clone(),
-                    data: event.data.clone(),
-                })
+                Ok(event.clone().stored(id, case_id, seq, at))
             }
 
             /// Takes the next event sequence number of a case and returns it with the

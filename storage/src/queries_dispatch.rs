@@ -7,9 +7,9 @@
 //!
 //! Statements that differ per backend come from the store type:
 //! `Self::DUE_OFFERS_SQL` (PostgreSQL adds `FOR UPDATE OF c SKIP LOCKED` so several
-//! instances can sweep at once), `Self::APPEND_EVENT_SQL` (PostgreSQL takes the sequence
-//! number and inserts the event in one round trip; SQLite, in process, runs the two
-//! statements) and `save_last_fixes_impl` (PostgreSQL updates through
+//! instances can sweep at once), `Self::APPEND_EVENT_SQL` (one statement takes the
+//! sequence number and inserts the event: a CTE on PostgreSQL, a trigger on SQLite; a
+//! store without one runs two) and `save_last_fixes_impl` (PostgreSQL updates through
 //! `UNNEST` arrays, SQLite through a JSON array and `json_each`, both in short chunks).
 
 macro_rules! impl_dispatch_store {
@@ -36,7 +36,7 @@ macro_rules! impl_dispatch_store {
                     .await
                     .map_err($crate::error::map_sqlx)?;
                 let (id, seq) = row.ok_or(domain::ports::StoreError::NotFound)?;
-                Ok(domain::Event { id, case_id, seq, at, kind: event.kind, actor: event.actor, data: event.data })
+                Ok(event.stored(id, case_id, seq, at))
             }
 
             /// Locks the case and returns its status.

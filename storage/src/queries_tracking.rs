@@ -42,7 +42,7 @@ macro_rules! impl_tracking_store {
                 if fixes.is_empty() {
                     return Ok(0);
                 }
-                let mut tx = self.begin_write().await?;
+                let mut tx = self.begin_fix_write().await?;
                 let mut inserted = 0;
                 for chunk in fixes.chunks(500) {
                     let mut query: sqlx::QueryBuilder<$db> = sqlx::QueryBuilder::new(

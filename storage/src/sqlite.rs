@@ -182,6 +182,12 @@ impl SqliteStore {
         self.writer.begin(false).await.map_err(map_sqlx)
     }
 
+    /// A write of position data (trajectory points): an ordinary write on SQLite, whose
+    /// group commit already shares the fsync.
+    async fn begin_fix_write(&self) -> Result<Tx<'_>, StoreError> {
+        self.begin_write().await
+    }
+
     /// A write on a request's critical path: the writer takes it before the others.
     async fn begin_urgent_write(&self) -> Result<Tx<'_>, StoreError> {
         self.writer.begin(true).await.map_err(map_sqlx)
@@ -208,8 +214,12 @@ impl SqliteStore {
 }
 
 impl SqliteStore {
-    /// Events are appended by two statements: in process, a round trip costs little.
-    const APPEND_EVENT_SQL: Option<&'static str> = None;
+    /// Appends an event in one statement, as PostgreSQL does. The insert takes the case's next sequence number; the trigger of migration 0007
+    /// moves the case's counter along inside SQLite: one statement per event.
+    const APPEND_EVENT_SQL: Option<&'static str> = Some(
+        "INSERT INTO case_events (case_id, seq, at, kind, actor, data) \
+         SELECT $1, last_event_seq + 1, $2, $3, $4, $5 FROM cases WHERE id = $1 RETURNING id, seq",
+    );
     /// Claims due webhook deliveries under a lease.
     const CLAIM_WEBHOOKS_SQL: &'static str = "UPDATE webhook_deliveries SET claimed_until = $3 \
          WHERE id IN (SELECT id FROM webhook_deliveries WHERE status = 'pending' AND next_attempt_at <= $1 \

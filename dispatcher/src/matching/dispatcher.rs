@@ -347,10 +347,7 @@ impl Dispatcher {
                 self.proposal(case, attempt, ranked, position, radius_m, record_decided);
             match self.store.create_offer(&offer, &ranking).await {
                 Ok(stored) => {
-                    self.registry
-                        .set_state(chosen.vehicle_id, VehicleState::Offered);
-                    metrics::counter!(OFFERS, "outcome" => "sent").increment(1);
-                    tracing::info!(offer_id = %stored.id, attempt, eta_s = stored.eta_s, "offer sent");
+                    self.booked(&stored);
                     return Ok(Some(stored));
                 }
                 Err(StoreError::Conflict(_)) => {
@@ -462,10 +459,16 @@ impl Dispatcher {
     /// Books a first offer written with its case: the vehicle is `offered` in the index,
     /// and the dispatch latency runs from `started`, when the request came in.
     pub fn offered_at_intake(&self, offer: &Offer, started: Instant) {
+        self.booked(offer);
+        metrics::histogram!(DISPATCH_LATENCY).record(started.elapsed().as_secs_f64());
+    }
+
+    /// Books a persisted offer, wherever it was written: its vehicle is `offered` in the
+    /// index, the offer is counted and logged (no position, no phone number).
+    fn booked(&self, offer: &Offer) {
         self.registry
             .set_state(offer.vehicle_id, VehicleState::Offered);
         metrics::counter!(OFFERS, "outcome" => "sent").increment(1);
-        metrics::histogram!(DISPATCH_LATENCY).record(started.elapsed().as_secs_f64());
         tracing::info!(case_id = %offer.case_id, offer_id = %offer.id, attempt = offer.attempt, eta_s = offer.eta_s, "offer sent");
     }
 
