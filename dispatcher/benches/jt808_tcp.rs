@@ -1,10 +1,12 @@
 //! JT/T 808 location frames per second through TCP into the live fleet index (issue 4,
-//! "Speed"): the real server (SQLite in a temporary directory) and 1,000 simulated
-//! terminals on one machine, sharing its cores as they would in a test lab.
+//! "Speed"): the real server (SQLite in a temporary directory, or PostgreSQL when
+//! `JT808_DATABASE_URL` is set) and 1,000 simulated terminals on one machine, sharing its
+//! cores as they would in a test lab.
 //!
 //! ```text
 //! cargo bench -p dispatcher --bench jt808_tcp
 //! JT808_TERMINALS=1000 JT808_SECONDS=20 JT808_WINDOW=8 cargo bench -p dispatcher --bench jt808_tcp
+//! JT808_DATABASE_URL=postgres://postgres@127.0.0.1:5432/test cargo bench -p dispatcher --bench jt808_tcp
 //! ```
 //!
 //! Each terminal registers its phone number (0x0100 → 0x8100), then keeps `JT808_WINDOW`
@@ -116,7 +118,20 @@ async fn main() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let mut settings = Settings::resolve(ServeArgs::default(), FileConfig::default());
     settings.listen = "127.0.0.1:0".parse()?;
-    settings.database_url = format!("sqlite://{}", dir.path().join("bench.db").display());
+    // JT808_DATABASE_URL=postgres://… runs the server on PostgreSQL, in a fresh schema.
+    let postgres = std::env::var("JT808_DATABASE_URL")
+        .ok()
+        .filter(|url| !url.is_empty())
+        .map(|url| (url, format!("jt808_bench_{}", std::process::id())));
+    match &postgres {
+        Some((url, schema)) => {
+            settings.database_url = url.clone();
+            settings.database_schema = schema.clone();
+        }
+        _ => {
+            settings.database_url = format!("sqlite://{}", dir.path().join("bench.db").display());
+        }
+    }
     settings.admin_token = ADMIN_TOKEN.to_owned();
     settings.secret_key = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff".into();
     settings.jt808_addr = "127.0.0.1:0".to_owned();
@@ -213,6 +228,15 @@ async fn main() -> anyhow::Result<()> {
     );
     let _ = stop_tx.send(());
     server.await??;
+    if let Some((url, schema)) = &postgres {
+        use sqlx::Connection;
+        let mut connection = sqlx::PgConnection::connect(url).await?;
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DROP SCHEMA \"{schema}\" CASCADE"
+        )))
+        .execute(&mut connection)
+        .await?;
+    }
     anyhow::ensure!(
         failed == 0 && counters.refused.load(Ordering::Relaxed) == 0,
         "some frames or terminals failed"
