@@ -97,9 +97,9 @@ impl Slot {
 }
 
 /// How long a normal write keeps stepping aside for urgent work, from the first time it
-/// reached the front, before it takes its turn regardless. A bound in time, not in turns: under a stream of urgent writes one turn
-/// round the queue can take long, and a count of turns let a job step wait out the
-/// acquire timeout behind 50 clients creating cases.
+/// reached the front, before it takes its turn regardless. A bound in time, not in turns:
+/// under a stream of urgent writes one turn round the queue can take long, and a count of
+/// turns let a job step wait out the acquire timeout behind 50 clients creating cases.
 const STEP_ASIDE_BUDGET: Duration = Duration::from_millis(20);
 /// How long a write that stepped aside waits before it queues again.
 const STEP_ASIDE_PAUSE: Duration = Duration::from_millis(1);

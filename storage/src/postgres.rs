@@ -153,12 +153,10 @@ impl PgStore {
 impl PgStore {
     /// Appends an event in one round trip: the bump of the case's sequence (which locks
     /// the case row, as `next_event_seq`) feeds the insert.
-    const APPEND_EVENT_SQL: Option<&'static str> = Some(
-        "WITH bumped AS (UPDATE cases SET last_event_seq = last_event_seq + 1, updated_at = $2 \
+    const APPEND_EVENT_SQL: &'static str = "WITH bumped AS (UPDATE cases SET last_event_seq = last_event_seq + 1, updated_at = $2 \
          WHERE id = $1 RETURNING last_event_seq) \
          INSERT INTO case_events (case_id, seq, at, kind, actor, data) \
-         SELECT $1, last_event_seq, $2, $3, $4, $5 FROM bumped RETURNING id, seq",
-    );
+         SELECT $1, last_event_seq, $2, $3, $4, $5 FROM bumped RETURNING id, seq";
 
     /// Claims due webhook deliveries under a lease.
     const CLAIM_WEBHOOKS_SQL: &'static str = "UPDATE webhook_deliveries SET claimed_until = $3 \

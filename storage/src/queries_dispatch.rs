@@ -8,8 +8,8 @@
 //! Statements that differ per backend come from the store type:
 //! `Self::DUE_OFFERS_SQL` (PostgreSQL adds `FOR UPDATE OF c SKIP LOCKED` so several
 //! instances can sweep at once), `Self::APPEND_EVENT_SQL` (one statement takes the
-//! sequence number and inserts the event: a CTE on PostgreSQL, a trigger on SQLite; a
-//! store without one runs two) and `save_last_fixes_impl` (PostgreSQL updates through
+//! sequence number and inserts the event: a CTE on PostgreSQL, a trigger on SQLite) and
+//! `save_last_fixes_impl` (PostgreSQL updates through
 //! `UNNEST` arrays, SQLite through a JSON array and `json_each`, both in short chunks).
 
 macro_rules! impl_dispatch_store {
@@ -21,12 +21,8 @@ macro_rules! impl_dispatch_store {
                 case_id: domain::CaseId,
                 event: domain::NewEvent,
             ) -> Result<domain::Event, domain::ports::StoreError> {
-                let Some(sql) = Self::APPEND_EVENT_SQL else {
-                    let (seq, _) = Self::next_event_seq(tx, case_id, event.at).await?;
-                    return Self::insert_event(tx, case_id, seq, &event).await;
-                };
                 let at = domain::time::to_storage_precision(event.at);
-                let row: Option<(i64, i64)> = sqlx::query_as(sql)
+                let row: Option<(i64, i64)> = sqlx::query_as(Self::APPEND_EVENT_SQL)
                     .bind(case_id.as_uuid())
                     .bind(at)
                     .bind(event.kind.as_str())

@@ -214,12 +214,11 @@ impl SqliteStore {
 }
 
 impl SqliteStore {
-    /// Appends an event in one statement, as PostgreSQL does. The insert takes the case's next sequence number; the trigger of migration 0007
-    /// moves the case's counter along inside SQLite: one statement per event.
-    const APPEND_EVENT_SQL: Option<&'static str> = Some(
-        "INSERT INTO case_events (case_id, seq, at, kind, actor, data) \
-         SELECT $1, last_event_seq + 1, $2, $3, $4, $5 FROM cases WHERE id = $1 RETURNING id, seq",
-    );
+    /// Appends an event in one statement, as PostgreSQL does: the insert takes the case's
+    /// next sequence number, and the trigger of migration 0007 moves the case's counter
+    /// along inside SQLite.
+    const APPEND_EVENT_SQL: &'static str = "INSERT INTO case_events (case_id, seq, at, kind, actor, data) \
+         SELECT $1, last_event_seq + 1, $2, $3, $4, $5 FROM cases WHERE id = $1 RETURNING id, seq";
     /// Claims due webhook deliveries under a lease.
     const CLAIM_WEBHOOKS_SQL: &'static str = "UPDATE webhook_deliveries SET claimed_until = $3 \
          WHERE id IN (SELECT id FROM webhook_deliveries WHERE status = 'pending' AND next_attempt_at <= $1 \
