@@ -200,6 +200,28 @@ macro_rules! impl_store {
                 Ok(event.clone().stored(id, case_id, seq, at))
             }
 
+            /// Inserts events numbered `first_seq` onwards in one statement. For a case
+            /// nobody else can see yet (its row is in `tx`), whose counter the caller set.
+            async fn insert_events(
+                tx: &mut Tx<'_>,
+                case_id: domain::CaseId,
+                first_seq: i64,
+                events: &[&domain::NewEvent],
+            ) -> Result<(), domain::ports::StoreError> {
+                let mut query: sqlx::QueryBuilder<$db> =
+                    sqlx::QueryBuilder::new("INSERT INTO case_events (case_id, seq, at, kind, actor, data) ");
+                query.push_values(events.iter().zip(first_seq..), |mut row, (event, seq)| {
+                    row.push_bind(case_id.as_uuid())
+                        .push_bind(seq)
+                        .push_bind(domain::time::to_storage_precision(event.at))
+                        .push_bind(event.kind.as_str())
+                        .push_bind(event.actor.to_string())
+                        .push_bind(sqlx::types::Json(&event.data));
+                });
+                query.build().execute(&mut **tx).await.map_err($crate::error::map_sqlx)?;
+                Ok(())
+            }
+
             /// Takes the next event sequence number of a case and returns it with the
             /// case's current status. Bumping the counter locks the case row (PostgreSQL)
             /// for the rest of the transaction, so concurrent changes to one case queue.
@@ -246,6 +268,22 @@ macro_rules! impl_store {
                 created: &domain::NewEvent,
                 idempotency: Option<&domain::ports::IdempotencyClaim>,
             ) -> Result<Option<domain::ports::CreateCaseOutcome>, domain::ports::StoreError> {
+                if let Some(replayed) = Self::claim_idempotency_key(tx, case.id, idempotency).await? {
+                    return Ok(Some(replayed));
+                }
+                let row = $crate::rows::NewCaseRow { status: case.status, dispatch_round: 0, last_event_seq: 1, updated_at: case.updated_at };
+                Self::insert_case_row(tx, case, &row).await?;
+                Self::insert_event(tx, case.id, 1, created).await?;
+                Ok(None)
+            }
+
+            /// Claims a case creation's idempotency key in `tx`. `Some(Replayed)` when the
+            /// key was used before: nothing was written and the caller rolls back.
+            async fn claim_idempotency_key(
+                tx: &mut Tx<'_>,
+                case_id: domain::CaseId,
+                idempotency: Option<&domain::ports::IdempotencyClaim>,
+            ) -> Result<Option<domain::ports::CreateCaseOutcome>, domain::ports::StoreError> {
                 if let Some(claim) = idempotency {
                     // The key row goes first: a concurrent request with the same key waits
                     // on it (PostgreSQL) or behind the single writer (SQLite), then finds it.
@@ -256,7 +294,7 @@ macro_rules! impl_store {
                     .bind(&claim.scope)
                     .bind(&claim.key)
                     .bind(&claim.request_hash[..])
-                    .bind(case.id.as_uuid())
+                    .bind(case_id.as_uuid())
                     .bind(sqlx::types::Json(&claim.response))
                     .bind(domain::time::to_storage_precision(claim.created_at))
                     .execute(&mut **tx)
@@ -285,18 +323,28 @@ macro_rules! impl_store {
                         }));
                     }
                 }
+                Ok(None)
+            }
+
+            /// Inserts the row of a new case, in the status and with the event counter
+            /// `row` gives (the caller inserts events up to that number).
+            async fn insert_case_row(
+                tx: &mut Tx<'_>,
+                case: &domain::Case,
+                row: &$crate::rows::NewCaseRow,
+            ) -> Result<(), domain::ports::StoreError> {
                 let created_at = domain::time::to_storage_precision(case.created_at);
                 sqlx::query(
                     "INSERT INTO cases (id, channel, status, service, tier, customer_name, customer_phone, \
                      member_id, plate, vehicle_model, powertrain, lat, lon, accuracy_m, address, road_kind, \
                      fault_category, symptoms, fault_description, promised_arrival, created_at, updated_at, \
-                     last_event_seq) \
+                     last_event_seq, dispatch_round) \
                      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, \
-                     $19, $20, $21, $22, 1)",
+                     $19, $20, $21, $22, $23, $24)",
                 )
                 .bind(case.id.as_uuid())
                 .bind(case.channel.as_str())
-                .bind(case.status.as_str())
+                .bind(row.status.as_str())
                 .bind(case.service.as_str())
                 .bind(case.tier.as_str())
                 .bind(&case.customer.name)
@@ -315,12 +363,13 @@ macro_rules! impl_store {
                 .bind(&case.fault.description)
                 .bind(case.promised_arrival.map(domain::time::to_storage_precision))
                 .bind(created_at)
-                .bind(domain::time::to_storage_precision(case.updated_at))
+                .bind(domain::time::to_storage_precision(row.updated_at))
+                .bind(row.last_event_seq)
+                .bind(row.dispatch_round)
                 .execute(&mut **tx)
                 .await
                 .map_err($crate::error::map_sqlx)?;
-                Self::insert_event(tx, case.id, 1, created).await?;
-                Ok(None)
+                Ok(())
             }
 
             /// The case as `insert_case` stored it (times at storage precision).

@@ -119,6 +119,69 @@ macro_rules! impl_diagnosis_store {
                 Ok(case)
             }
 
+            /// Writes a new case that triage sends to a vehicle, with its first offer when
+            /// one of `offers` can still be claimed: the case row goes in `dispatching` in its
+            /// first round and its events in one statement, numbered here. Nobody else sees
+            /// the case before the commit, so nothing needs locking or reading back; four
+            /// statements instead of one per event and per status change.
+            async fn dispatch_new_in_tx(
+                tx: &mut Tx<'_>,
+                case: &domain::Case,
+                created: &domain::NewEvent,
+                triage: &domain::NewEvent,
+                reason: &str,
+                offers: &[(domain::ports::NewOffer, domain::NewEvent)],
+            ) -> Result<domain::ports::TriagedCase, domain::ports::StoreError> {
+                let at = domain::time::to_storage_precision(triage.at);
+                let to = domain::CaseStatus::New.transition(domain::CaseStatus::Dispatching)?;
+                let changed = domain::NewEvent::new(
+                    domain::EventKind::StatusChanged,
+                    domain::Actor::System,
+                    at,
+                    serde_json::json!({"from": domain::CaseStatus::New, "to": to, "reason": reason}),
+                );
+                // The vehicle is claimed before the case row exists: the claim waits on
+                // nothing this transaction holds, so the lock order (case, offers,
+                // vehicles) of the other operations cannot deadlock with it.
+                let mut claimed = None;
+                for (offer, ranking) in offers {
+                    if offer.case_id != case.id {
+                        return Err(domain::ports::StoreError::Conflict("a first offer names another case".into()));
+                    }
+                    if let Some(times) = Self::claim_for_offer(tx, offer).await? {
+                        claimed = Some((offer, ranking, times));
+                        break;
+                    }
+                }
+                let mut events = vec![created, triage, &changed];
+                let last_at = match &claimed {
+                    Some((_, ranking, (sent_at, _))) => {
+                        events.push(ranking);
+                        *sent_at
+                    }
+                    None => at,
+                };
+                let seqs = i64::try_from(events.len() + usize::from(claimed.is_some())).unwrap_or(i64::MAX);
+                let row = $crate::rows::NewCaseRow { status: to, dispatch_round: 1, last_event_seq: seqs, updated_at: last_at };
+                Self::insert_case_row(tx, case, &row).await?;
+                let mut dispatching = Self::stored_case(case);
+                dispatching.status = to;
+                dispatching.updated_at = last_at;
+                let triaged = match claimed {
+                    Some((offer, _, times)) => {
+                        let (stored, sent) = Self::store_offer(tx, offer, times).await?;
+                        events.push(&sent);
+                        Self::insert_events(tx, case.id, 1, &events).await?;
+                        domain::ports::TriagedCase::Offered { case: Box::new(dispatching), offer: Box::new(stored) }
+                    }
+                    None => {
+                        Self::insert_events(tx, case.id, 1, &events).await?;
+                        domain::ports::TriagedCase::Dispatching(Box::new(dispatching))
+                    }
+                };
+                Ok(triaged)
+            }
+
             /// Locks the case and requires it to be `new` (triage happens once).
             async fn lock_new_case(
                 tx: &mut Tx<'_>,
@@ -221,30 +284,20 @@ macro_rules! impl_diagnosis_store {
                 triage: &domain::ports::TriageWrite,
             ) -> Result<(domain::ports::CreateCaseOutcome, Option<domain::ports::TriagedCase>), domain::ports::StoreError> {
                 let mut tx = self.begin_urgent_write().await?;
-                if let Some(replayed) = Self::insert_case(&mut tx, case, created, idempotency).await? {
-                    tx.rollback().await.map_err($crate::error::map_sqlx)?;
-                    return Ok((replayed, None));
-                }
                 let triaged = match triage {
-                    domain::ports::TriageWrite::Queue { event, ticket } => domain::ports::TriagedCase::Queued(Box::new(
-                        Self::queue_in_tx(&mut tx, case.id, ticket, event).await?,
-                    )),
+                    domain::ports::TriageWrite::Queue { event, ticket } => {
+                        if let Some(replayed) = Self::insert_case(&mut tx, case, created, idempotency).await? {
+                            tx.rollback().await.map_err($crate::error::map_sqlx)?;
+                            return Ok((replayed, None));
+                        }
+                        domain::ports::TriagedCase::Queued(Box::new(Self::queue_in_tx(&mut tx, case.id, ticket, event).await?))
+                    }
                     domain::ports::TriageWrite::Dispatch { event, reason, offers } => {
-                        let dispatching = Self::dispatch_in_tx(&mut tx, case.id, event, reason).await?;
-                        let mut offered = None;
-                        for (offer, ranking) in offers {
-                            if offer.case_id != case.id {
-                                return Err(domain::ports::StoreError::Conflict("a first offer names another case".into()));
-                            }
-                            offered = Self::offer_in_tx(&mut tx, offer, ranking).await?;
-                            if offered.is_some() {
-                                break;
-                            }
+                        if let Some(replayed) = Self::claim_idempotency_key(&mut tx, case.id, idempotency).await? {
+                            tx.rollback().await.map_err($crate::error::map_sqlx)?;
+                            return Ok((replayed, None));
                         }
-                        match offered {
-                            Some(offer) => domain::ports::TriagedCase::Offered { case: Box::new(dispatching), offer: Box::new(offer) },
-                            None => domain::ports::TriagedCase::Dispatching(Box::new(dispatching)),
-                        }
+                        Self::dispatch_new_in_tx(&mut tx, case, created, event, reason, offers).await?
                     }
                 };
                 tx.commit().await.map_err($crate::error::map_sqlx)?;

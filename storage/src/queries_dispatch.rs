@@ -111,43 +111,63 @@ macro_rules! impl_dispatch_store {
                 Ok(moved == 1)
             }
 
-            /// When the vehicle's previous offer or job ended. A claim is stamped no earlier
-            /// than that: the caller's clock was read before the locks were taken, and a
-            /// vehicle cannot be offered before it was free.
-            async fn vehicle_free_since(
+            /// Moves a vehicle from `from` to `to` and returns when its previous offer or
+            /// job ended, in one statement; `None` when the vehicle was not in `from`. A
+            /// claim is stamped no earlier than that end: the caller's clock was read before
+            /// the locks were taken, and a vehicle cannot be offered before it was free.
+            async fn claim_vehicle(
                 tx: &mut Tx<'_>,
                 vehicle_id: domain::VehicleId,
-            ) -> Result<Option<domain::Timestamp>, domain::ports::StoreError> {
-                let row: (Option<chrono::DateTime<chrono::Utc>>,) = sqlx::query_as(
-                    "SELECT MAX(COALESCE(released_at, answered_at)) FROM offers WHERE vehicle_id = $1",
+                from: domain::VehicleState,
+                to: domain::VehicleState,
+                at: domain::Timestamp,
+            ) -> Result<Option<Option<domain::Timestamp>>, domain::ports::StoreError> {
+                let row: Option<(Option<chrono::DateTime<chrono::Utc>>,)> = sqlx::query_as(
+                    "UPDATE vehicles SET state = $3, updated_at = $4 WHERE id = $1 AND state = $2 \
+                     RETURNING (SELECT MAX(COALESCE(released_at, answered_at)) FROM offers WHERE vehicle_id = $1)",
                 )
                 .bind(vehicle_id.as_uuid())
-                .fetch_one(&mut **tx)
+                .bind(from.as_str())
+                .bind(to.as_str())
+                .bind(domain::time::to_storage_precision(at))
+                .fetch_optional(&mut **tx)
                 .await
                 .map_err($crate::error::map_sqlx)?;
-                Ok(row.0)
+                Ok(row.map(|(free_since,)| free_since))
             }
 
-            /// Claims the offer's vehicle (`available → offered`) and stores the offer with
-            /// `ranking` and its `offer_sent` event. `None`, with nothing written, when the
-            /// vehicle is no longer available. The caller holds the case, `dispatching`.
-            async fn offer_in_tx(
+            /// Claims the offer's vehicle (`available → offered`) and returns the offer's
+            /// times: `sent_at` no earlier than the vehicle was free, and the answer window
+            /// the provider is promised after it. `None`, with nothing written, when the
+            /// vehicle is no longer available.
+            async fn claim_for_offer(
                 tx: &mut Tx<'_>,
                 offer: &domain::ports::NewOffer,
-                ranking: &domain::NewEvent,
-            ) -> Result<Option<domain::Offer>, domain::ports::StoreError> {
+            ) -> Result<Option<(domain::Timestamp, domain::Timestamp)>, domain::ports::StoreError> {
                 let mut sent_at = domain::time::to_storage_precision(offer.sent_at);
                 let mut expires_at = domain::time::to_storage_precision(offer.expires_at);
-                if !Self::move_vehicle(tx, offer.vehicle_id, domain::VehicleState::Available, domain::VehicleState::Offered, sent_at).await? {
+                let Some(free_since) =
+                    Self::claim_vehicle(tx, offer.vehicle_id, domain::VehicleState::Available, domain::VehicleState::Offered, sent_at).await?
+                else {
                     return Ok(None);
-                }
-                if let Some(free_since) = Self::vehicle_free_since(tx, offer.vehicle_id).await?
+                };
+                if let Some(free_since) = free_since
                     && free_since > sent_at
                 {
                     // Keep the answer window the provider was promised.
                     expires_at += free_since - sent_at;
                     sent_at = free_since;
                 }
+                Ok(Some((sent_at, expires_at)))
+            }
+
+            /// Stores a pending offer whose vehicle is claimed, in the case's current round,
+            /// and returns it with its `offer_sent` event (not appended yet).
+            async fn store_offer(
+                tx: &mut Tx<'_>,
+                offer: &domain::ports::NewOffer,
+                (sent_at, expires_at): (domain::Timestamp, domain::Timestamp),
+            ) -> Result<(domain::Offer, domain::NewEvent), domain::ports::StoreError> {
                 let sql = format!(
                     "INSERT INTO offers (id, case_id, vehicle_id, provider_id, state, round, attempt, eta_s, distance_m, \
                      sent_at, expires_at) \
@@ -168,23 +188,33 @@ macro_rules! impl_dispatch_store {
                     .fetch_one(&mut **tx)
                     .await
                     .map_err($crate::error::map_sqlx)?;
-                let stored: domain::Offer = stored.try_into()?;
+                let sent = domain::NewEvent::new(
+                    domain::EventKind::OfferSent,
+                    domain::Actor::System,
+                    sent_at,
+                    serde_json::json!({
+                        "offer_id": offer.id, "vehicle_id": offer.vehicle_id, "provider_id": offer.provider_id,
+                        "attempt": offer.attempt, "eta_s": offer.eta_s, "distance_m": offer.distance_m.round(),
+                        "expires_at": expires_at,
+                    }),
+                );
+                Ok((stored.try_into()?, sent))
+            }
+
+            /// Claims the offer's vehicle (`available → offered`) and stores the offer with
+            /// `ranking` and its `offer_sent` event. `None`, with nothing written, when the
+            /// vehicle is no longer available. The caller holds the case, `dispatching`.
+            async fn offer_in_tx(
+                tx: &mut Tx<'_>,
+                offer: &domain::ports::NewOffer,
+                ranking: &domain::NewEvent,
+            ) -> Result<Option<domain::Offer>, domain::ports::StoreError> {
+                let Some(times) = Self::claim_for_offer(tx, offer).await? else {
+                    return Ok(None);
+                };
+                let (stored, sent) = Self::store_offer(tx, offer, times).await?;
                 Self::append_in_tx(tx, offer.case_id, ranking.clone()).await?;
-                Self::append_in_tx(
-                    tx,
-                    offer.case_id,
-                    domain::NewEvent::new(
-                        domain::EventKind::OfferSent,
-                        domain::Actor::System,
-                        sent_at,
-                        serde_json::json!({
-                            "offer_id": offer.id, "vehicle_id": offer.vehicle_id, "provider_id": offer.provider_id,
-                            "attempt": offer.attempt, "eta_s": offer.eta_s, "distance_m": offer.distance_m.round(),
-                            "expires_at": expires_at,
-                        }),
-                    ),
-                )
-                .await?;
+                Self::append_in_tx(tx, offer.case_id, sent).await?;
                 Ok(Some(stored))
             }
 
@@ -840,10 +870,12 @@ macro_rules! impl_dispatch_store {
                     .await
                     .map_err($crate::error::map_sqlx)?;
                 let (provider_id,) = provider.ok_or(domain::ports::StoreError::NotFound)?;
-                if !Self::move_vehicle(&mut tx, assignment.vehicle_id, domain::VehicleState::Available, domain::VehicleState::Busy, at).await? {
+                let Some(free_since) =
+                    Self::claim_vehicle(&mut tx, assignment.vehicle_id, domain::VehicleState::Available, domain::VehicleState::Busy, at).await?
+                else {
                     return Err(domain::ports::StoreError::Conflict("vehicle is not available".into()));
-                }
-                let job_start = match Self::vehicle_free_since(&mut tx, assignment.vehicle_id).await? {
+                };
+                let job_start = match free_since {
                     Some(free_since) if free_since > at => free_since,
                     _ => at,
                 };

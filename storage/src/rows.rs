@@ -18,6 +18,15 @@ pub(crate) const CASE_COLUMNS: &str = "id, channel, status, service, tier, custo
      member_id, plate, vehicle_model, powertrain, lat, lon, accuracy_m, address, road_kind, \
      fault_category, symptoms, fault_description, promised_arrival, predicted_arrival, created_at, updated_at";
 
+/// What a new case's row starts with besides the case itself: a case created with its
+/// triage is inserted `dispatching` in its first round, its events numbered beforehand.
+pub(crate) struct NewCaseRow {
+    pub status: domain::CaseStatus,
+    pub dispatch_round: i32,
+    pub last_event_seq: i64,
+    pub updated_at: domain::Timestamp,
+}
+
 #[derive(sqlx::FromRow)]
 pub(crate) struct CaseRow {
     id: Uuid,

@@ -318,16 +318,31 @@ backend_test!(
             .await
             .unwrap();
         assert!(matches!(outcome, CreateCaseOutcome::Created(_)));
-        let offer = match triage {
+        let (dispatching, offer) = match triage {
             Some(TriagedCase::Offered {
                 case: stored,
                 offer,
             }) => {
                 assert_eq!(stored.status, CaseStatus::Dispatching);
-                offer
+                (stored, offer)
             }
             other => panic!("expected an offered case, got {other:?}"),
         };
+        // What the store returns without reading it back is what it stored.
+        assert_eq!(
+            db.store.get_case(case.id).await.unwrap().as_ref(),
+            Some(&*dispatching)
+        );
+        // The offer is in the case's current round, and the case counts its events.
+        let state = db.store.dispatch_state(case.id).await.unwrap().unwrap();
+        assert_eq!(state.offers_in_round.len(), 1);
+        assert_eq!(state.offers_in_round[0].id, offer.id);
+        let events = db.store.timeline(case.id).await.unwrap();
+        assert_eq!(
+            events.iter().map(|event| event.seq).collect::<Vec<_>>(),
+            [1, 2, 3, 4, 5]
+        );
+        assert_eq!(dispatching.updated_at, events[4].at);
         // The taken vehicle is skipped, the next one claimed, the third left alone.
         assert_eq!((offer.case_id, offer.vehicle_id), (case.id, free));
         assert_eq!(offer.state, OfferState::Pending);
@@ -378,6 +393,17 @@ backend_test!(
         assert!(matches!(result, Err(StoreError::Conflict(_))), "{result:?}");
         assert!(db.store.get_case(broken.id).await.unwrap().is_none());
         assert_eq!(vehicle_state(&db, spare).await, VehicleState::Available);
+
+        // The next change of the case numbers its events on from there.
+        db.store
+            .decline_offer(offer.id, p, domain::DeclineReason::TooFar, at(2))
+            .await
+            .unwrap();
+        let events = db.store.timeline(case.id).await.unwrap();
+        let seqs: Vec<i64> = events.iter().map(|event| event.seq).collect();
+        assert_eq!(seqs, (1..=seqs.len() as i64).collect::<Vec<_>>());
+        assert!(seqs.len() > 5, "{seqs:?}");
+        assert_eq!(vehicle_state(&db, free).await, VehicleState::Available);
     }
 );
 
