@@ -240,3 +240,290 @@ impl domain::ports::Store for PgStore {
         "postgres"
     }
 }
+
+impl PgStore {
+    /// Writes a new case that triage sends to a vehicle, with its first offer, in one
+    /// statement and so in one round trip and one commit, where the transaction of
+    /// `dispatch_new_in_tx` takes seven (`BEGIN`, the key, the claim, the case, the offer,
+    /// the events, `COMMIT`). Each round trip is a wakeup of this process and of a
+    /// PostgreSQL backend; on a loaded machine each one can wait milliseconds for a CPU,
+    /// and that wait, not the statements, made the dispatch latency's tail.
+    ///
+    /// The statement does what the transaction does, in the same lock order (key, vehicle,
+    /// then the new rows): the first candidate still `available` once its row is locked is
+    /// claimed (`FOR UPDATE` re-checks the state of a row another claim changed meanwhile,
+    /// and the `LIMIT` moves on to the next), the offer's times start no earlier than the
+    /// vehicle's last offer or job ended, and the case, the offer and the events go in. A
+    /// key used before writes nothing, and the first request's answer is read back.
+    async fn create_dispatched_case(
+        &self,
+        case: &domain::Case,
+        created: &domain::NewEvent,
+        idempotency: Option<&domain::ports::IdempotencyClaim>,
+        triage: &domain::NewEvent,
+        reason: &str,
+        offers: &[(domain::ports::NewOffer, domain::NewEvent)],
+    ) -> Result<
+        Option<(
+            domain::ports::CreateCaseOutcome,
+            Option<domain::ports::TriagedCase>,
+        )>,
+        StoreError,
+    > {
+        use domain::time::to_storage_precision as stored;
+        use sqlx::Row as _;
+
+        let at = stored(triage.at);
+        let (to, changed) = crate::rows::dispatching_event(at, reason)?;
+        let fixed = [created, triage, &changed];
+        let mut candidates = Candidates::default();
+        for (offer, ranking) in offers {
+            if offer.case_id != case.id {
+                return Err(StoreError::Conflict(
+                    "a first offer names another case".into(),
+                ));
+            }
+            candidates.push(offer, ranking)?;
+        }
+        let sql = if idempotency.is_some() {
+            &*DISPATCHED_CASE_WITH_KEY_SQL
+        } else {
+            &*DISPATCHED_CASE_SQL
+        };
+        let json = |event: &domain::NewEvent| serde_json::to_string(&event.data);
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql.as_str()))
+            // The case row, as `insert_case_row` binds it.
+            .bind(case.id.as_uuid())
+            .bind(case.channel.as_str())
+            .bind(to.as_str())
+            .bind(case.service.as_str())
+            .bind(case.tier.as_str())
+            .bind(&case.customer.name)
+            .bind(case.customer.phone.as_str())
+            .bind(&case.customer.member_id)
+            .bind(&case.customer.plate)
+            .bind(&case.customer.vehicle_model)
+            .bind(case.customer.powertrain.map(|p| p.as_str()))
+            .bind(case.location.position.lat())
+            .bind(case.location.position.lon())
+            .bind(case.location.accuracy_m)
+            .bind(&case.location.address)
+            .bind(case.location.road_kind.as_str())
+            .bind(case.fault.category.as_str())
+            .bind(sqlx::types::Json(&case.fault.symptoms))
+            .bind(&case.fault.description)
+            .bind(case.promised_arrival.map(stored))
+            .bind(stored(case.created_at))
+            .bind(at)
+            .bind(fixed.len() as i64)
+            // The candidates, best first.
+            .bind(candidates.vehicle_ids)
+            .bind(candidates.offer_ids)
+            .bind(candidates.provider_ids)
+            .bind(candidates.attempts)
+            .bind(candidates.etas)
+            .bind(candidates.distances)
+            .bind(candidates.sent_ats)
+            .bind(candidates.expires_ats)
+            .bind(candidates.ranking_ats)
+            .bind(candidates.ranking_actors)
+            .bind(candidates.ranking_data)
+            .bind(candidates.sent_data)
+            .bind(domain::event::EventKind::CandidatesRanked.as_str())
+            .bind(domain::event::EventKind::OfferSent.as_str())
+            .bind(domain::Actor::System.to_string())
+            // The events every such case starts with: created, triage, status change.
+            .bind(fixed.iter().map(|e| stored(e.at)).collect::<Vec<_>>())
+            .bind(fixed.iter().map(|e| e.kind.as_str()).collect::<Vec<_>>())
+            .bind(
+                fixed
+                    .iter()
+                    .map(|e| e.actor.to_string())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                fixed
+                    .iter()
+                    .map(|e| json(e))
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|error| StoreError::Internal(Box::new(error)))?,
+            );
+        if let Some(claim) = idempotency {
+            query = query
+                .bind(&claim.scope)
+                .bind(&claim.key)
+                .bind(&claim.request_hash[..])
+                .bind(sqlx::types::Json(&claim.response))
+                .bind(stored(claim.created_at));
+        }
+        let row = query.fetch_one(&self.pool).await.map_err(map_sqlx)?;
+        let written: bool = row.try_get("written").map_err(map_sqlx)?;
+        if !written {
+            let claim = idempotency.ok_or_else(|| {
+                StoreError::Internal("a case without a key was not written".into())
+            })?;
+            return Ok(Some((self.replayed(claim).await?, None)));
+        }
+        let offer_id: Option<uuid::Uuid> = row.try_get("id").map_err(map_sqlx)?;
+        let mut dispatching = Self::stored_case(case);
+        dispatching.status = to;
+        dispatching.updated_at = at;
+        let triaged = match offer_id {
+            Some(_) => {
+                let offer: domain::Offer =
+                    <crate::rows::OfferRow as sqlx::FromRow<_>>::from_row(&row)
+                        .map_err(map_sqlx)?
+                        .try_into()?;
+                dispatching.updated_at = offer.sent_at;
+                domain::ports::TriagedCase::Offered {
+                    case: Box::new(dispatching),
+                    offer: Box::new(offer),
+                }
+            }
+            None => domain::ports::TriagedCase::Dispatching(Box::new(dispatching)),
+        };
+        Ok(Some((
+            domain::ports::CreateCaseOutcome::Created(Box::new(Self::stored_case(case))),
+            Some(triaged),
+        )))
+    }
+
+    /// The first answer to a case creation whose key was used before.
+    async fn replayed(
+        &self,
+        claim: &domain::ports::IdempotencyClaim,
+    ) -> Result<domain::ports::CreateCaseOutcome, StoreError> {
+        let row: crate::rows::IdempotencyRow = sqlx::query_as(
+            "SELECT case_id, request_hash, response FROM idempotency_keys WHERE scope = $1 AND key = $2",
+        )
+        .bind(&claim.scope)
+        .bind(&claim.key)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(map_sqlx)?;
+        let request_hash: [u8; 32] = row
+            .request_hash
+            .as_slice()
+            .try_into()
+            .map_err(|_| crate::error::corrupt("request hash", "wrong length"))?;
+        Ok(domain::ports::CreateCaseOutcome::Replayed {
+            case_id: domain::CaseId(row.case_id),
+            request_hash,
+            response: row.response.0,
+        })
+    }
+}
+
+/// The first offers of a new case as the columns of `create_dispatched_case`'s arrays.
+#[derive(Default)]
+struct Candidates {
+    vehicle_ids: Vec<uuid::Uuid>,
+    offer_ids: Vec<uuid::Uuid>,
+    provider_ids: Vec<uuid::Uuid>,
+    attempts: Vec<i32>,
+    etas: Vec<i32>,
+    distances: Vec<f64>,
+    sent_ats: Vec<domain::Timestamp>,
+    expires_ats: Vec<domain::Timestamp>,
+    ranking_ats: Vec<domain::Timestamp>,
+    ranking_actors: Vec<String>,
+    ranking_data: Vec<String>,
+    /// The `offer_sent` event's data for the offer's own times; the statement corrects
+    /// `expires_at` when the vehicle was freed after them.
+    sent_data: Vec<String>,
+}
+
+impl Candidates {
+    fn push(
+        &mut self,
+        offer: &domain::ports::NewOffer,
+        ranking: &domain::NewEvent,
+    ) -> Result<(), StoreError> {
+        use domain::time::to_storage_precision as stored;
+        let (sent_at, expires_at) = (stored(offer.sent_at), stored(offer.expires_at));
+        let sent = crate::rows::offer_sent_event(offer, sent_at, expires_at);
+        let json = |value: &serde_json::Value| {
+            serde_json::to_string(value).map_err(|error| StoreError::Internal(Box::new(error)))
+        };
+        self.vehicle_ids.push(offer.vehicle_id.as_uuid());
+        self.offer_ids.push(offer.id.as_uuid());
+        self.provider_ids.push(offer.provider_id.as_uuid());
+        self.attempts
+            .push(i32::try_from(offer.attempt).unwrap_or(i32::MAX));
+        self.etas
+            .push(i32::try_from(offer.eta_s).unwrap_or(i32::MAX));
+        self.distances.push(offer.distance_m);
+        self.sent_ats.push(sent_at);
+        self.expires_ats.push(expires_at);
+        self.ranking_ats.push(stored(ranking.at));
+        self.ranking_actors.push(ranking.actor.to_string());
+        self.ranking_data.push(json(&ranking.data)?);
+        self.sent_data.push(json(&sent.data)?);
+        Ok(())
+    }
+}
+
+/// `create_dispatched_case`'s statement for a request without an idempotency key.
+static DISPATCHED_CASE_SQL: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| dispatched_case_sql(false));
+/// … and with one: `$42`–`$46` are the key's row, and nothing is written when it exists.
+static DISPATCHED_CASE_WITH_KEY_SQL: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| dispatched_case_sql(true));
+
+/// Parameters: `$1`–`$21` the case's columns as `insert_case_row` binds them, `$22` when
+/// it became `dispatching`, `$23` how many events it starts with; `$24`–`$35` the
+/// candidates' arrays (see [`Candidates`]), `$36`/`$37` the kinds of the ranking and the
+/// offer event, `$38` the system actor; `$39`–`$42` the starting events' arrays (time,
+/// kind, actor, data); with a key, `$43`–`$47` its row. Returns one row: `written`, and
+/// the stored offer's columns (all null when no candidate could be claimed).
+fn dispatched_case_sql(with_key: bool) -> String {
+    let (key_cte, if_key, key_ok) = if with_key {
+        (
+            "key AS (INSERT INTO idempotency_keys (scope, key, request_hash, case_id, response, created_at) \
+             VALUES ($43, $44, $45, $1, $46, $47) ON CONFLICT (scope, key) DO NOTHING RETURNING 1), ",
+            " AND EXISTS (SELECT 1 FROM key)",
+            "EXISTS (SELECT 1 FROM key)",
+        )
+    } else {
+        ("", "", "true")
+    };
+    format!(
+        "WITH {key_cte}\
+         cand AS (SELECT * FROM UNNEST($24::uuid[], $25::uuid[], $26::uuid[], $27::int4[], $28::int4[], \
+           $29::float8[], $30::timestamptz[], $31::timestamptz[], $32::timestamptz[], $33::text[], $34::text[], $35::text[]) \
+           WITH ORDINALITY AS c(vehicle_id, offer_id, provider_id, attempt, eta_s, distance_m, sent_at, expires_at, \
+           ranking_at, ranking_actor, ranking_data, sent_data, ord)), \
+         pick AS (SELECT c.* FROM cand c JOIN vehicles v ON v.id = c.vehicle_id \
+           WHERE v.state = 'available'{if_key} ORDER BY c.ord LIMIT 1 FOR UPDATE OF v), \
+         claimed AS (UPDATE vehicles v SET state = 'offered', updated_at = p.sent_at FROM pick p \
+           WHERE v.id = p.vehicle_id AND v.state = 'available' \
+           RETURNING p.*, (SELECT MAX(COALESCE(o.released_at, o.answered_at)) FROM offers o WHERE o.vehicle_id = v.id) AS free_since), \
+         times AS (SELECT c.*, GREATEST(c.sent_at, COALESCE(c.free_since, c.sent_at)) AS offer_sent_at, \
+           c.expires_at + GREATEST(COALESCE(c.free_since, c.sent_at) - c.sent_at, interval '0') AS offer_expires_at \
+           FROM claimed c), \
+         new_case AS (INSERT INTO cases (id, channel, status, service, tier, customer_name, customer_phone, \
+           member_id, plate, vehicle_model, powertrain, lat, lon, accuracy_m, address, road_kind, \
+           fault_category, symptoms, fault_description, promised_arrival, created_at, updated_at, \
+           last_event_seq, dispatch_round) \
+           SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, \
+           COALESCE((SELECT offer_sent_at FROM times), $22), $23 + 2 * (SELECT count(*) FROM times), 1 \
+           WHERE true{if_key}), \
+         new_offer AS (INSERT INTO offers (id, case_id, vehicle_id, provider_id, state, round, attempt, eta_s, \
+           distance_m, sent_at, expires_at) \
+           SELECT t.offer_id, $1, t.vehicle_id, t.provider_id, 'pending', 1, t.attempt, t.eta_s, t.distance_m, \
+           t.offer_sent_at, t.offer_expires_at FROM times t \
+           RETURNING {offer_columns}), \
+         new_events AS (INSERT INTO case_events (case_id, seq, at, kind, actor, data) \
+           SELECT $1, e.seq, e.at, e.kind, e.actor, e.data FROM ( \
+             SELECT f.ord AS seq, f.at, f.kind, f.actor, f.data::jsonb AS data \
+               FROM UNNEST($39::timestamptz[], $40::text[], $41::text[], $42::text[]) WITH ORDINALITY AS f(at, kind, actor, data, ord) \
+               WHERE true{if_key} \
+             UNION ALL SELECT $23 + 1, t.ranking_at, $36, t.ranking_actor, t.ranking_data::jsonb FROM times t \
+             UNION ALL SELECT $23 + 2, t.offer_sent_at, $37, $38, \
+               CASE WHEN t.offer_sent_at > t.sent_at \
+                 THEN jsonb_set(t.sent_data::jsonb, '{{expires_at}}', to_jsonb(t.offer_expires_at)) \
+                 ELSE t.sent_data::jsonb END FROM times t) e) \
+         SELECT {key_ok} AS written, o.* FROM (SELECT 1) AS one LEFT JOIN new_offer o ON true",
+        offer_columns = crate::rows::OFFER_COLUMNS,
+    )
+}

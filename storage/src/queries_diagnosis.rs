@@ -133,13 +133,7 @@ macro_rules! impl_diagnosis_store {
                 offers: &[(domain::ports::NewOffer, domain::NewEvent)],
             ) -> Result<domain::ports::TriagedCase, domain::ports::StoreError> {
                 let at = domain::time::to_storage_precision(triage.at);
-                let to = domain::CaseStatus::New.transition(domain::CaseStatus::Dispatching)?;
-                let changed = domain::NewEvent::new(
-                    domain::EventKind::StatusChanged,
-                    domain::Actor::System,
-                    at,
-                    serde_json::json!({"from": domain::CaseStatus::New, "to": to, "reason": reason}),
-                );
+                let (to, changed) = $crate::rows::dispatching_event(at, reason)?;
                 // The vehicle is claimed before the case row exists: the claim waits on
                 // nothing this transaction holds, so the lock order (case, offers,
                 // vehicles) of the other operations cannot deadlock with it.
@@ -283,6 +277,11 @@ macro_rules! impl_diagnosis_store {
                 idempotency: Option<&domain::ports::IdempotencyClaim>,
                 triage: &domain::ports::TriageWrite,
             ) -> Result<(domain::ports::CreateCaseOutcome, Option<domain::ports::TriagedCase>), domain::ports::StoreError> {
+                if let domain::ports::TriageWrite::Dispatch { event, reason, offers } = triage
+                    && let Some(written) = self.create_dispatched_case(case, created, idempotency, event, reason, offers).await?
+                {
+                    return Ok(written);
+                }
                 let mut tx = self.begin_urgent_write().await?;
                 let triaged = match triage {
                     domain::ports::TriageWrite::Queue { event, ticket } => {

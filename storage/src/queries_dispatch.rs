@@ -188,16 +188,7 @@ macro_rules! impl_dispatch_store {
                     .fetch_one(&mut **tx)
                     .await
                     .map_err($crate::error::map_sqlx)?;
-                let sent = domain::NewEvent::new(
-                    domain::EventKind::OfferSent,
-                    domain::Actor::System,
-                    sent_at,
-                    serde_json::json!({
-                        "offer_id": offer.id, "vehicle_id": offer.vehicle_id, "provider_id": offer.provider_id,
-                        "attempt": offer.attempt, "eta_s": offer.eta_s, "distance_m": offer.distance_m.round(),
-                        "expires_at": expires_at,
-                    }),
-                );
+                let sent = $crate::rows::offer_sent_event(offer, sent_at, expires_at);
                 Ok((stored.try_into()?, sent))
             }
 

@@ -18,6 +18,40 @@ pub(crate) const CASE_COLUMNS: &str = "id, channel, status, service, tier, custo
      member_id, plate, vehicle_model, powertrain, lat, lon, accuracy_m, address, road_kind, \
      fault_category, symptoms, fault_description, promised_arrival, predicted_arrival, created_at, updated_at";
 
+/// The `status_changed` event of a new case that triage sends to a vehicle (`new →
+/// dispatching`), and the status it moves to.
+pub(crate) fn dispatching_event(
+    at: domain::Timestamp,
+    reason: &str,
+) -> Result<(CaseStatus, domain::NewEvent), StoreError> {
+    let to = CaseStatus::New.transition(CaseStatus::Dispatching)?;
+    let changed = domain::NewEvent::new(
+        EventKind::StatusChanged,
+        Actor::System,
+        at,
+        serde_json::json!({"from": CaseStatus::New, "to": to, "reason": reason}),
+    );
+    Ok((to, changed))
+}
+
+/// The `offer_sent` event of an offer stored with these times.
+pub(crate) fn offer_sent_event(
+    offer: &domain::ports::NewOffer,
+    sent_at: domain::Timestamp,
+    expires_at: domain::Timestamp,
+) -> domain::NewEvent {
+    domain::NewEvent::new(
+        EventKind::OfferSent,
+        Actor::System,
+        sent_at,
+        serde_json::json!({
+            "offer_id": offer.id, "vehicle_id": offer.vehicle_id, "provider_id": offer.provider_id,
+            "attempt": offer.attempt, "eta_s": offer.eta_s, "distance_m": offer.distance_m.round(),
+            "expires_at": expires_at,
+        }),
+    )
+}
+
 /// What a new case's row starts with besides the case itself: a case created with its
 /// triage is inserted `dispatching` in its first round, its events numbered beforehand.
 pub(crate) struct NewCaseRow {

@@ -214,6 +214,30 @@ impl SqliteStore {
 }
 
 impl SqliteStore {
+    /// PostgreSQL writes a dispatched intake in one statement to save round trips; here
+    /// the transaction's statements are calls into the process, and the transaction of
+    /// `dispatch_new_in_tx` does it.
+    #[allow(clippy::unused_async)]
+    async fn create_dispatched_case(
+        &self,
+        _case: &domain::Case,
+        _created: &domain::NewEvent,
+        _idempotency: Option<&domain::ports::IdempotencyClaim>,
+        _triage: &domain::NewEvent,
+        _reason: &str,
+        _offers: &[(domain::ports::NewOffer, domain::NewEvent)],
+    ) -> Result<
+        Option<(
+            domain::ports::CreateCaseOutcome,
+            Option<domain::ports::TriagedCase>,
+        )>,
+        StoreError,
+    > {
+        Ok(None)
+    }
+}
+
+impl SqliteStore {
     /// Appends an event in one statement, as PostgreSQL does: the insert takes the case's
     /// next sequence number, and the trigger of migration 0007 moves the case's counter
     /// along inside SQLite.

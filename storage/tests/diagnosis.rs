@@ -819,3 +819,54 @@ backend_test!(
         );
     }
 );
+
+backend_test!(
+    a_first_offer_starts_no_earlier_than_its_vehicle_was_freed,
+    |db| async move {
+        let created = NewEvent::new(EventKind::Created, Actor::App, at(0), serde_json::json!({}));
+        let p = provider(&db, "Minhang").await;
+        let truck = vehicle(&db, p, "T-late").await;
+        // The truck's last offer was declined at 10 s, after the new case read its clock.
+        let other = dispatching_case(&db).await;
+        let earlier = db
+            .store
+            .create_offer(&new_offer(other, truck, p, 0), &ranking(0))
+            .await
+            .unwrap();
+        db.store
+            .decline_offer(earlier.id, p, domain::DeclineReason::TooFar, at(10))
+            .await
+            .unwrap();
+        assert_eq!(vehicle_state(&db, truck).await, VehicleState::Available);
+
+        let case = unsaved_case();
+        let dispatch = TriageWrite::Dispatch {
+            event: triaged(1),
+            reason: "needs_vehicle".into(),
+            offers: vec![(new_offer(case.id, truck, p, 1), ranking(1))],
+        };
+        let (_, triage) = db
+            .store
+            .create_triaged_case(&case, &created, None, &dispatch)
+            .await
+            .unwrap();
+        let (stored, offer) = match triage {
+            Some(TriagedCase::Offered { case, offer }) => (case, offer),
+            other => panic!("expected an offered case, got {other:?}"),
+        };
+        // Sent when the truck was free, with the whole 45 s answer window after that.
+        assert_eq!((offer.sent_at, offer.expires_at), (at(10), at(55)));
+        assert_eq!(stored.updated_at, at(10));
+        assert_eq!(
+            db.store.get_case(case.id).await.unwrap().as_ref(),
+            Some(&*stored)
+        );
+        let events = db.store.timeline(case.id).await.unwrap();
+        let sent = events.last().unwrap();
+        assert_eq!(sent.kind, EventKind::OfferSent);
+        assert_eq!(sent.at, at(10));
+        let expires: Timestamp = serde_json::from_value(sent.data["expires_at"].clone()).unwrap();
+        assert_eq!(expires, at(55));
+        assert_eq!(sent.data["offer_id"], serde_json::json!(offer.id));
+    }
+);
