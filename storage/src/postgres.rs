@@ -291,29 +291,8 @@ impl PgStore {
             &*DISPATCHED_CASE_SQL
         };
         let json = |event: &domain::NewEvent| serde_json::to_string(&event.data);
-        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql.as_str()))
-            // The case row, as `insert_case_row` binds it.
-            .bind(case.id.as_uuid())
-            .bind(case.channel.as_str())
-            .bind(to.as_str())
-            .bind(case.service.as_str())
-            .bind(case.tier.as_str())
-            .bind(&case.customer.name)
-            .bind(case.customer.phone.as_str())
-            .bind(&case.customer.member_id)
-            .bind(&case.customer.plate)
-            .bind(&case.customer.vehicle_model)
-            .bind(case.customer.powertrain.map(|p| p.as_str()))
-            .bind(case.location.position.lat())
-            .bind(case.location.position.lon())
-            .bind(case.location.accuracy_m)
-            .bind(&case.location.address)
-            .bind(case.location.road_kind.as_str())
-            .bind(case.fault.category.as_str())
-            .bind(sqlx::types::Json(&case.fault.symptoms))
-            .bind(&case.fault.description)
-            .bind(case.promised_arrival.map(stored))
-            .bind(stored(case.created_at))
+        let query = sqlx::query(sqlx::AssertSqlSafe(sql.as_str()));
+        let mut query = Self::bind_case_columns(query, case, to)
             .bind(at)
             .bind(fixed.len() as i64)
             // The candidates, best first.
@@ -362,7 +341,7 @@ impl PgStore {
             let claim = idempotency.ok_or_else(|| {
                 StoreError::Internal("a case without a key was not written".into())
             })?;
-            return Ok(Some((self.replayed(claim).await?, None)));
+            return Ok(Some((Self::read_replay(&self.pool, claim).await?, None)));
         }
         let offer_id: Option<uuid::Uuid> = row.try_get("id").map_err(map_sqlx)?;
         let mut dispatching = Self::stored_case(case);
@@ -386,31 +365,6 @@ impl PgStore {
             domain::ports::CreateCaseOutcome::Created(Box::new(Self::stored_case(case))),
             Some(triaged),
         )))
-    }
-
-    /// The first answer to a case creation whose key was used before.
-    async fn replayed(
-        &self,
-        claim: &domain::ports::IdempotencyClaim,
-    ) -> Result<domain::ports::CreateCaseOutcome, StoreError> {
-        let row: crate::rows::IdempotencyRow = sqlx::query_as(
-            "SELECT case_id, request_hash, response FROM idempotency_keys WHERE scope = $1 AND key = $2",
-        )
-        .bind(&claim.scope)
-        .bind(&claim.key)
-        .fetch_one(&self.pool)
-        .await
-        .map_err(map_sqlx)?;
-        let request_hash: [u8; 32] = row
-            .request_hash
-            .as_slice()
-            .try_into()
-            .map_err(|_| crate::error::corrupt("request hash", "wrong length"))?;
-        Ok(domain::ports::CreateCaseOutcome::Replayed {
-            case_id: domain::CaseId(row.case_id),
-            request_hash,
-            response: row.response.0,
-        })
     }
 }
 

@@ -302,25 +302,7 @@ macro_rules! impl_store {
                     .map_err($crate::error::map_sqlx)?
                     .rows_affected();
                     if inserted == 0 {
-                        let row: $crate::rows::IdempotencyRow = sqlx::query_as(
-                            "SELECT case_id, request_hash, response FROM idempotency_keys \
-                             WHERE scope = $1 AND key = $2",
-                        )
-                        .bind(&claim.scope)
-                        .bind(&claim.key)
-                        .fetch_one(&mut **tx)
-                        .await
-                        .map_err($crate::error::map_sqlx)?;
-                        let request_hash: [u8; 32] = row
-                            .request_hash
-                            .as_slice()
-                            .try_into()
-                            .map_err(|_| $crate::error::corrupt("request hash", "wrong length"))?;
-                        return Ok(Some(domain::ports::CreateCaseOutcome::Replayed {
-                            case_id: domain::CaseId(row.case_id),
-                            request_hash,
-                            response: row.response.0,
-                        }));
+                        return Ok(Some(Self::read_replay(&mut **tx, claim).await?));
                     }
                 }
                 Ok(None)
@@ -333,43 +315,79 @@ macro_rules! impl_store {
                 case: &domain::Case,
                 row: &$crate::rows::NewCaseRow,
             ) -> Result<(), domain::ports::StoreError> {
-                let created_at = domain::time::to_storage_precision(case.created_at);
-                sqlx::query(
+                let query = sqlx::query(
                     "INSERT INTO cases (id, channel, status, service, tier, customer_name, customer_phone, \
                      member_id, plate, vehicle_model, powertrain, lat, lon, accuracy_m, address, road_kind, \
                      fault_category, symptoms, fault_description, promised_arrival, created_at, updated_at, \
                      last_event_seq, dispatch_round) \
                      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, \
                      $19, $20, $21, $22, $23, $24)",
+                );
+                Self::bind_case_columns(query, case, row.status)
+                    .bind(domain::time::to_storage_precision(row.updated_at))
+                    .bind(row.last_event_seq)
+                    .bind(row.dispatch_round)
+                    .execute(&mut **tx)
+                    .await
+                    .map_err($crate::error::map_sqlx)?;
+                Ok(())
+            }
+
+            /// Binds a new case's columns `id` to `created_at` (`$1`–`$21`, in the order of
+            /// `insert_case_row`'s column list), with the case in `status`.
+            fn bind_case_columns<'q>(
+                query: sqlx::query::Query<'q, $db, <$db as sqlx::Database>::Arguments>,
+                case: &'q domain::Case,
+                status: domain::CaseStatus,
+            ) -> sqlx::query::Query<'q, $db, <$db as sqlx::Database>::Arguments> {
+                query
+                    .bind(case.id.as_uuid())
+                    .bind(case.channel.as_str())
+                    .bind(status.as_str())
+                    .bind(case.service.as_str())
+                    .bind(case.tier.as_str())
+                    .bind(&case.customer.name)
+                    .bind(case.customer.phone.as_str())
+                    .bind(&case.customer.member_id)
+                    .bind(&case.customer.plate)
+                    .bind(&case.customer.vehicle_model)
+                    .bind(case.customer.powertrain.map(|p| p.as_str()))
+                    .bind(case.location.position.lat())
+                    .bind(case.location.position.lon())
+                    .bind(case.location.accuracy_m)
+                    .bind(&case.location.address)
+                    .bind(case.location.road_kind.as_str())
+                    .bind(case.fault.category.as_str())
+                    .bind(sqlx::types::Json(&case.fault.symptoms))
+                    .bind(&case.fault.description)
+                    .bind(case.promised_arrival.map(domain::time::to_storage_precision))
+                    .bind(domain::time::to_storage_precision(case.created_at))
+            }
+
+            /// The first answer to a case creation whose key was used before.
+            async fn read_replay(
+                executor: impl sqlx::Executor<'_, Database = $db>,
+                claim: &domain::ports::IdempotencyClaim,
+            ) -> Result<domain::ports::CreateCaseOutcome, domain::ports::StoreError> {
+                let row: $crate::rows::IdempotencyRow = sqlx::query_as(
+                    "SELECT case_id, request_hash, response FROM idempotency_keys \
+                     WHERE scope = $1 AND key = $2",
                 )
-                .bind(case.id.as_uuid())
-                .bind(case.channel.as_str())
-                .bind(row.status.as_str())
-                .bind(case.service.as_str())
-                .bind(case.tier.as_str())
-                .bind(&case.customer.name)
-                .bind(case.customer.phone.as_str())
-                .bind(&case.customer.member_id)
-                .bind(&case.customer.plate)
-                .bind(&case.customer.vehicle_model)
-                .bind(case.customer.powertrain.map(|p| p.as_str()))
-                .bind(case.location.position.lat())
-                .bind(case.location.position.lon())
-                .bind(case.location.accuracy_m)
-                .bind(&case.location.address)
-                .bind(case.location.road_kind.as_str())
-                .bind(case.fault.category.as_str())
-                .bind(sqlx::types::Json(&case.fault.symptoms))
-                .bind(&case.fault.description)
-                .bind(case.promised_arrival.map(domain::time::to_storage_precision))
-                .bind(created_at)
-                .bind(domain::time::to_storage_precision(row.updated_at))
-                .bind(row.last_event_seq)
-                .bind(row.dispatch_round)
-                .execute(&mut **tx)
+                .bind(&claim.scope)
+                .bind(&claim.key)
+                .fetch_one(executor)
                 .await
                 .map_err($crate::error::map_sqlx)?;
-                Ok(())
+                let request_hash: [u8; 32] = row
+                    .request_hash
+                    .as_slice()
+                    .try_into()
+                    .map_err(|_| $crate::error::corrupt("request hash", "wrong length"))?;
+                Ok(domain::ports::CreateCaseOutcome::Replayed {
+                    case_id: domain::CaseId(row.case_id),
+                    request_hash,
+                    response: row.response.0,
+                })
             }
 
             /// The case as `insert_case` stored it (times at storage precision).
