@@ -20,7 +20,15 @@
 //! Writes on a request's critical path (a new case with its first offer, an offer) take
 //! the *urgent lane*: they get the connection before writes that nobody waits for
 //! (position flushes, job steps), and a group holding one is committed before them too.
-//! A normal write steps aside for at most 20 ms, so it is delayed, not starved.
+//! A normal write steps aside for at most 20 ms, so it is delayed, not starved. An urgent
+//! write that no other urgent write waits behind commits its group itself, in the same
+//! call as its `RELEASE` (the writes released into the group before it are committed with
+//! it); one that others wait behind leaves the commit to the last of them.
+//!
+//! Every call on the connection is a trip to its thread and back, and on a busy machine
+//! each trip can wait for a CPU: a group opens with `BEGIN; SAVEPOINT w` in one call, and
+//! the connection stays with the writer between groups (a connection handed back to its
+//! pool is pinged, one more trip in front of the next group).
 //!
 //! Reads on the reader pool see a write only after its group committed, as they see a
 //! plain transaction only after its commit; a later write of the same group sees the
@@ -32,9 +40,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use sqlx::pool::PoolConnection;
-use sqlx::sqlite::{Sqlite, SqliteConnection, SqlitePool};
-use tokio::sync::{Mutex, Notify, OwnedMappedMutexGuard, OwnedMutexGuard, watch};
+use sqlx::sqlite::{SqliteConnection, SqlitePool};
+use tokio::sync::{Mutex, Notify, OwnedMutexGuard, watch};
 
 /// Seconds a write waited for the writer connection (its turn, and its savepoint).
 pub const WRITER_WAIT: &str = "rescue_sqlite_writer_wait_seconds";
@@ -50,7 +57,7 @@ type Outcome = Option<Result<(), String>>;
 
 /// The writer connection while a group is open.
 struct Open {
-    conn: PoolConnection<Sqlite>,
+    conn: SqliteConnection,
     /// Writes released into the group so far.
     writes: u64,
     /// Told the group's outcome; each write of the group holds a receiver.
@@ -60,9 +67,14 @@ struct Open {
     abandoned: bool,
 }
 
-/// The writer slot: empty between groups (the connection is back in its pool).
+/// The writer slot: the open group, or between groups the connection alone.
+///
+/// The connection stays here between groups instead of going back to its pool: sqlx pings
+/// a connection handed back to a pool (one more trip to the connection's thread), and the
+/// next group's `BEGIN` would wait for that ping.
 #[derive(Default)]
 struct Slot {
+    idle: Option<SqliteConnection>,
     open: Option<Open>,
 }
 
@@ -77,7 +89,7 @@ impl Slot {
             return;
         }
         match sqlx::raw_sql("ROLLBACK TO w; RELEASE w")
-            .execute(&mut *open.conn)
+            .execute(&mut open.conn)
             .await
         {
             Ok(_) => open.abandoned = false,
@@ -88,9 +100,11 @@ impl Slot {
     /// Ends the open group without committing it: its writes are lost and told so, and
     /// the connection is closed (SQLite rolls back what it had not committed).
     fn fail(&mut self, reason: String) {
-        if let Some(mut open) = self.open.take() {
+        if let Some(open) = self.open.take() {
             tracing::error!(%reason, "SQLite write group failed");
-            open.conn.close_on_drop();
+            // Dropped, the connection is closed, and SQLite rolls back what it had not
+            // committed; the next write opens a new one.
+            drop(open.conn);
             open.outcome.send_replace(Some(Err(reason)));
         }
     }
@@ -242,6 +256,17 @@ impl GroupWriter {
         &self.pool
     }
 
+    /// Closes the writer's connection, once the write or commit that holds it is done. A
+    /// write after this opens a new one.
+    pub(crate) async fn close(&self) {
+        let idle = self.slot.lock().await.idle.take();
+        if let Some(conn) = idle
+            && let Err(error) = sqlx::Connection::close(conn).await
+        {
+            tracing::warn!(%error, "closing the SQLite writer connection failed");
+        }
+    }
+
     /// Starts a write: waits its turn for the connection (at most the acquire timeout),
     /// joins the open group or opens one, and sets its savepoint.
     ///
@@ -260,10 +285,16 @@ impl GroupWriter {
                 .await
                 .map_err(|_| sqlx::Error::PoolTimedOut)?;
             slot.clean_up().await;
-            if slot.open.is_none() {
-                let mut conn = pool.acquire().await?;
-                if let Err(error) = sqlx::raw_sql("BEGIN").execute(&mut *conn).await {
-                    conn.close_on_drop();
+            // A new group opens with the write's savepoint in the same call: one trip to
+            // the connection's thread instead of two.
+            let opened = if slot.open.is_none() {
+                let mut conn = match slot.idle.take() {
+                    Some(conn) => conn,
+                    None => pool.acquire().await?.detach(),
+                };
+                if let Err(error) = sqlx::raw_sql("BEGIN; SAVEPOINT w").execute(&mut conn).await {
+                    // Dropped: closed, with whatever it had begun.
+                    drop(conn);
                     return Err(error);
                 }
                 slot.open = Some(Open {
@@ -272,22 +303,34 @@ impl GroupWriter {
                     outcome: watch::channel(None).0,
                     abandoned: false,
                 });
-            }
-            let mut open = OwnedMutexGuard::try_map(slot, |slot| slot.open.as_mut())
-                .map_err(|_| sqlx::Error::PoolClosed)?;
-            match sqlx::raw_sql("SAVEPOINT w").execute(&mut *open.conn).await {
-                Ok(_) => {
+                true
+            } else {
+                false
+            };
+            let saved = if opened {
+                Ok(())
+            } else {
+                match slot.open.as_mut() {
+                    Some(open) => sqlx::raw_sql("SAVEPOINT w")
+                        .execute(&mut open.conn)
+                        .await
+                        .map(drop),
+                    None => Err(sqlx::Error::PoolClosed),
+                }
+            };
+            match saved {
+                Ok(()) => {
                     metrics::histogram!(WRITER_WAIT, "lane" => lane_name(urgent))
                         .record(asked.elapsed().as_secs_f64());
                     Ok(Held {
-                        open: Some(open),
+                        slot: Some(slot),
                         committer,
                         since: std::time::Instant::now(),
                         urgent: urgent.then_some(lanes),
                     })
                 }
                 Err(error) => {
-                    drop(open);
+                    drop(slot);
                     committer.notify_one();
                     Err(error)
                 }
@@ -297,6 +340,7 @@ impl GroupWriter {
         .map_err(task_failed)??;
         Ok(WriteTx {
             held: Some(held),
+            counters: Arc::clone(&self.counters),
             _writer: PhantomData,
         })
     }
@@ -332,12 +376,13 @@ async fn commit_groups(
             continue;
         };
         let started = std::time::Instant::now();
-        match sqlx::raw_sql("COMMIT").execute(&mut *open.conn).await {
+        match sqlx::raw_sql("COMMIT").execute(&mut open.conn).await {
             Ok(_) => {
                 metrics::histogram!(COMMIT_TIME).record(started.elapsed().as_secs_f64());
                 counters.groups.fetch_add(1, Ordering::Relaxed);
                 counters.writes.fetch_add(open.writes, Ordering::Relaxed);
                 open.outcome.send_replace(Some(Ok(())));
+                slot.idle = Some(open.conn);
             }
             Err(error) => {
                 slot.open = Some(open);
@@ -347,11 +392,11 @@ async fn commit_groups(
     }
 }
 
-/// The connection held by one write inside its savepoint. Dropped while armed (the
-/// write neither committed nor rolled back), it marks the savepoint for rollback by the
-/// next user of the connection.
+/// The connection held by one write inside its savepoint (the writer slot, with its group
+/// open). Dropped while armed (the write neither committed nor rolled back), it marks the
+/// savepoint for rollback by the next user of the connection.
 struct Held {
-    open: Option<OwnedMappedMutexGuard<Slot, Open>>,
+    slot: Option<OwnedMutexGuard<Slot>>,
     committer: Arc<Notify>,
     /// When the write got the connection.
     since: std::time::Instant,
@@ -361,7 +406,7 @@ struct Held {
 
 impl Held {
     fn open(&mut self) -> &mut Open {
-        match &mut self.open {
+        match self.slot.as_mut().and_then(|slot| slot.open.as_mut()) {
             Some(open) => open,
             None => unreachable!("a held connection is used after it was let go"),
         }
@@ -370,18 +415,66 @@ impl Held {
     /// Lets the connection go with the savepoint closed.
     fn disarm(mut self) {
         metrics::histogram!(WRITER_HOLD).record(self.since.elapsed().as_secs_f64());
-        if let Some(open) = self.open.take() {
-            drop(open);
+        if let Some(slot) = self.slot.take() {
+            drop(slot);
             self.committer.notify_one();
         }
+    }
+
+    /// Closes the savepoint and commits the group at once, in one call, instead of
+    /// handing the commit to the committer: for an urgent write that no other urgent
+    /// write waits behind (a later one would carry it in its own commit). The writes
+    /// released into the group before it are committed with it and told so. Fails the
+    /// whole group when either statement fails, as a failed commit does.
+    async fn release_and_commit(mut self, counters: &Counters) -> Result<(), sqlx::Error> {
+        let started = std::time::Instant::now();
+        let result = sqlx::raw_sql("RELEASE w; COMMIT")
+            .execute(&mut self.open().conn)
+            .await;
+        metrics::histogram!(WRITER_HOLD).record(self.since.elapsed().as_secs_f64());
+        let Some(mut slot) = self.slot.take() else {
+            unreachable!("a held connection is used after it was let go")
+        };
+        if let Some(lanes) = &self.urgent {
+            lanes.urgent_group.store(false, Ordering::Release);
+        }
+        let outcome = match result {
+            Ok(_) => match slot.open.take() {
+                Some(open) => {
+                    metrics::histogram!(COMMIT_TIME).record(started.elapsed().as_secs_f64());
+                    counters.groups.fetch_add(1, Ordering::Relaxed);
+                    counters
+                        .writes
+                        .fetch_add(open.writes + 1, Ordering::Relaxed);
+                    open.outcome.send_replace(Some(Ok(())));
+                    slot.idle = Some(open.conn);
+                    Ok(())
+                }
+                None => Err(group_failed(
+                    "the group ended without an outcome".to_owned(),
+                )),
+            },
+            Err(error) => {
+                let reason = format!("commit failed: {error}");
+                slot.fail(reason.clone());
+                Err(group_failed(reason))
+            }
+        };
+        drop(slot);
+        // Writes queued behind the slot go on; a committer woken for this group finds it
+        // closed.
+        self.committer.notify_one();
+        outcome
     }
 }
 
 impl Drop for Held {
     fn drop(&mut self) {
-        if let Some(mut open) = self.open.take() {
-            open.abandoned = true;
-            drop(open);
+        if let Some(mut slot) = self.slot.take() {
+            if let Some(open) = slot.open.as_mut() {
+                open.abandoned = true;
+            }
+            drop(slot);
             self.committer.notify_one();
         }
     }
@@ -392,6 +485,8 @@ impl Drop for Held {
 /// early return or a cancelled request), its statements are rolled back.
 pub(crate) struct WriteTx<'a> {
     held: Option<Held>,
+    /// The writer's counters, for a write that commits its group itself.
+    counters: Arc<Counters>,
     _writer: PhantomData<&'a GroupWriter>,
 }
 
@@ -409,9 +504,24 @@ impl WriteTx<'_> {
             return Ok(());
         };
         let lane = lane_name(held.urgent.is_some());
+        // The last urgent write of a burst commits its group itself.
+        if held
+            .urgent
+            .as_ref()
+            .is_some_and(|lanes| lanes.urgent_waiting.load(Ordering::Acquire) == 0)
+        {
+            let counters = Arc::clone(&self.counters);
+            let released = std::time::Instant::now();
+            let committed = tokio::spawn(async move { held.release_and_commit(&counters).await })
+                .await
+                .map_err(task_failed)?;
+            metrics::histogram!(COMMIT_WAIT, "lane" => lane)
+                .record(released.elapsed().as_secs_f64());
+            return committed;
+        }
         let mut outcome = tokio::spawn(async move {
             let open = held.open();
-            sqlx::raw_sql("RELEASE w").execute(&mut *open.conn).await?;
+            sqlx::raw_sql("RELEASE w").execute(&mut open.conn).await?;
             open.writes += 1;
             let outcome = open.outcome.subscribe();
             if let Some(lanes) = &held.urgent {
@@ -444,7 +554,7 @@ impl WriteTx<'_> {
         };
         tokio::spawn(async move {
             sqlx::raw_sql("ROLLBACK TO w; RELEASE w")
-                .execute(&mut *held.open().conn)
+                .execute(&mut held.open().conn)
                 .await?;
             held.disarm();
             Ok(())
@@ -464,7 +574,12 @@ impl Deref for WriteTx<'_> {
     type Target = SqliteConnection;
 
     fn deref(&self) -> &SqliteConnection {
-        match self.held.as_ref().and_then(|held| held.open.as_ref()) {
+        match self
+            .held
+            .as_ref()
+            .and_then(|held| held.slot.as_ref())
+            .and_then(|slot| slot.open.as_ref())
+        {
             Some(open) => &open.conn,
             None => unreachable!("a write transaction is used after it ended"),
         }
@@ -614,5 +729,139 @@ mod tests {
             .await
             .unwrap();
         tx.rollback().await.unwrap();
+    }
+
+    async fn insert(tx: &mut WriteTx<'_>, n: i64) {
+        sqlx::query("INSERT INTO log (n) VALUES ($1)")
+            .bind(n)
+            .execute(&mut **tx)
+            .await
+            .unwrap();
+    }
+
+    async fn logged(writer: &GroupWriter) -> Vec<i64> {
+        let rows: Vec<(i64,)> = sqlx::query_as("SELECT n FROM log ORDER BY n")
+            .fetch_all(writer.pool())
+            .await
+            .unwrap();
+        rows.into_iter().map(|(n,)| n).collect()
+    }
+
+    #[tokio::test]
+    async fn an_urgent_write_commits_the_writes_released_before_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let writer = writer(&dir).await;
+        let mut normal = writer.begin(false).await.unwrap();
+        insert(&mut normal, 1).await;
+        // The urgent write queues for the connection before the normal one is released,
+        // so it gets the connection before the committer does.
+        let urgent = {
+            let writer = Arc::clone(&writer);
+            tokio::spawn(async move {
+                let mut tx = writer.begin(true).await.unwrap();
+                insert(&mut tx, 2).await;
+                tx.commit().await
+            })
+        };
+        while writer.lanes.urgent_waiting.load(Ordering::Acquire) == 0 {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        normal.commit().await.unwrap();
+        urgent.await.unwrap().unwrap();
+        assert_eq!(logged(&writer).await, [1, 2]);
+        assert_eq!(
+            writer.stats(),
+            CommitStats {
+                groups: 1,
+                writes: 2
+            },
+            "one commit for both"
+        );
+    }
+
+    #[tokio::test]
+    async fn urgent_writes_that_queue_together_share_one_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let writer = writer(&dir).await;
+        let mut first = writer.begin(true).await.unwrap();
+        insert(&mut first, 1).await;
+        let second = {
+            let writer = Arc::clone(&writer);
+            tokio::spawn(async move {
+                let mut tx = writer.begin(true).await.unwrap();
+                insert(&mut tx, 2).await;
+                tx.commit().await
+            })
+        };
+        while writer.lanes.urgent_waiting.load(Ordering::Acquire) == 0 {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        // The first leaves its commit to the second, which waits behind it.
+        first.commit().await.unwrap();
+        second.await.unwrap().unwrap();
+        assert_eq!(logged(&writer).await, [1, 2]);
+        assert_eq!(
+            writer.stats(),
+            CommitStats {
+                groups: 1,
+                writes: 2
+            }
+        );
+        // Alone, an urgent write commits at once.
+        let mut alone = writer.begin(true).await.unwrap();
+        insert(&mut alone, 3).await;
+        alone.commit().await.unwrap();
+        assert_eq!(logged(&writer).await, [1, 2, 3]);
+        assert_eq!(writer.stats().groups, 2);
+    }
+
+    #[tokio::test]
+    async fn a_failed_commit_by_an_urgent_write_fails_its_whole_group_and_the_writer_goes_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let writer = writer(&dir).await;
+        // A deferred foreign key is checked at COMMIT, not at RELEASE: the normal write's
+        // dangling reference makes the urgent write's COMMIT of the group fail.
+        // (sqlx turns foreign keys on for every connection.)
+        sqlx::raw_sql(
+            "CREATE TABLE parent (id INTEGER PRIMARY KEY); \
+             CREATE TABLE child (parent INTEGER REFERENCES parent (id) DEFERRABLE INITIALLY DEFERRED)",
+        )
+        .execute(writer.pool())
+        .await
+        .unwrap();
+        let mut dangling = writer.begin(false).await.unwrap();
+        sqlx::raw_sql("INSERT INTO child (parent) VALUES (7)")
+            .execute(&mut *dangling)
+            .await
+            .unwrap();
+        let urgent = {
+            let writer = Arc::clone(&writer);
+            tokio::spawn(async move {
+                let mut tx = writer.begin(true).await.unwrap();
+                insert(&mut tx, 1).await;
+                tx.commit().await
+            })
+        };
+        while writer.lanes.urgent_waiting.load(Ordering::Acquire) == 0 {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        let normal = dangling.commit().await;
+        let urgent = urgent.await.unwrap();
+        assert!(
+            urgent.is_err(),
+            "the urgent write was told its group failed"
+        );
+        assert!(normal.is_err(), "so was the write released before it");
+        assert!(logged(&writer).await.is_empty(), "neither is stored");
+        let (children,): (i64,) = sqlx::query_as("SELECT count(*) FROM child")
+            .fetch_one(writer.pool())
+            .await
+            .unwrap();
+        assert_eq!(children, 0);
+        // The failed group's connection was closed; the next write opens another.
+        let mut after = writer.begin(true).await.unwrap();
+        insert(&mut after, 2).await;
+        after.commit().await.unwrap();
+        assert_eq!(logged(&writer).await, [2]);
     }
 }

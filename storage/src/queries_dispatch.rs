@@ -343,8 +343,9 @@ macro_rules! impl_dispatch_store {
                 bind: Option<uuid::Uuid>,
             ) -> Result<Vec<domain::Vehicle>, domain::ports::StoreError> {
                 let sql = format!(
-                    "SELECT {} FROM vehicles {where_sql} ORDER BY provider_id, external_id",
-                    $crate::rows::VEHICLE_COLUMNS
+                    "SELECT {} FROM {} {where_sql} ORDER BY vehicles.provider_id, vehicles.external_id",
+                    $crate::rows::VEHICLE_COLUMNS,
+                    $crate::rows::VEHICLES_WITH_POSITIONS,
                 );
                 let mut query = sqlx::query_as::<_, $crate::rows::VehicleRow>(sqlx::AssertSqlSafe(sql));
                 if let Some(value) = bind {

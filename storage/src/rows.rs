@@ -240,9 +240,17 @@ pub(crate) struct IdempotencyRow {
     pub(crate) response: Json<serde_json::Value>,
 }
 
-/// Columns of `vehicles`, in the order every query selects them.
-pub(crate) const VEHICLE_COLUMNS: &str = "id, provider_id, external_id, plate, driver_phone, capabilities, state, last_lat, last_lon, \
-     last_fix_at, last_speed_kmh, last_heading_deg, last_accuracy_m, last_fix_source, created_at, updated_at";
+/// Columns of a vehicle with its latest position, in the order every query selects them,
+/// from [`VEHICLES_WITH_POSITIONS`].
+pub(crate) const VEHICLE_COLUMNS: &str = "vehicles.id, vehicles.provider_id, vehicles.external_id, vehicles.plate, \
+     vehicles.driver_phone, vehicles.capabilities, vehicles.state, p.lat AS last_lat, p.lon AS last_lon, \
+     p.fix_at AS last_fix_at, p.speed_kmh AS last_speed_kmh, p.heading_deg AS last_heading_deg, \
+     p.accuracy_m AS last_accuracy_m, p.source AS last_fix_source, vehicles.created_at, vehicles.updated_at";
+
+/// Vehicles and their latest positions (a table of their own, see migration 0008 on
+/// SQLite and 0007 on PostgreSQL); a vehicle that never reported has none.
+pub(crate) const VEHICLES_WITH_POSITIONS: &str =
+    "vehicles LEFT JOIN vehicle_positions p ON p.vehicle_id = vehicles.id";
 
 #[derive(sqlx::FromRow)]
 pub(crate) struct VehicleRow {

@@ -154,15 +154,19 @@ impl SqliteStore {
             .run(&writer)
             .await
             .map_err(|error| StoreError::Internal(Box::new(error)))?;
+        // A SQLite connection lives in this process and cannot break while idle, so the
+        // pool's ping before each use (a trip to the connection's thread) is left out.
         let readers = SqlitePoolOptions::new()
             .max_connections(options.readers.max(1))
             .acquire_timeout(options.acquire_timeout)
+            .test_before_acquire(false)
             .connect_with(connect.clone().read_only(true))
             .await
             .map_err(map_sqlx)?;
         let checkpointer = SqlitePoolOptions::new()
             .max_connections(1)
             .acquire_timeout(options.acquire_timeout)
+            .test_before_acquire(false)
             .connect_with(connect)
             .await
             .map_err(map_sqlx)?;
@@ -208,6 +212,7 @@ impl SqliteStore {
     /// Closes both pools.
     pub async fn close(&self) {
         self.readers.close().await;
+        self.writer.close().await;
         self.writer.pool().close().await;
         self.checkpointer.close().await;
     }
@@ -268,17 +273,18 @@ impl SqliteStore {
 
     /// The rows of a chunk arrive as one JSON array of `[id as hex, lat, lon, ts, speed,
     /// heading, accuracy, source]`: sqlx binds 1,600 separate parameters about four times
-    /// slower than SQLite parses them as JSON. The unary `+` in `vehicles.id = +u.id`
-    /// keeps the planner from scanning the whole `vehicles` table against an automatic
-    /// index on `u` (which it prefers at a few hundred rows, ten times slower at 10,000
-    /// vehicles): it walks `u` and looks every vehicle up by its primary key instead. A
-    /// vehicle never moves back in time.
-    const UPDATE_POSITIONS_SQL: &'static str = "WITH u(id, lat, lon, ts, speed, heading, accuracy, source) AS MATERIALIZED \
+    /// slower than SQLite parses them as JSON. A vehicle unknown here is left out, and a
+    /// stored position never moves back in time. The chunk is sorted by vehicle, and the
+    /// table is stored in vehicle order, so a chunk rewrites a run of neighbouring pages.
+    const UPSERT_POSITIONS_SQL: &'static str = "WITH u(id, lat, lon, ts, speed, heading, accuracy, source) AS MATERIALIZED \
          (SELECT unhex(value ->> 0), value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5, value ->> 6, value ->> 7 \
          FROM json_each($1)) \
-         UPDATE vehicles SET last_lat = u.lat, last_lon = u.lon, last_fix_at = u.ts, last_speed_kmh = u.speed, \
-         last_heading_deg = u.heading, last_accuracy_m = u.accuracy, last_fix_source = u.source FROM u \
-         WHERE vehicles.id = +u.id AND (vehicles.last_fix_at IS NULL OR vehicles.last_fix_at < u.ts)";
+         INSERT INTO vehicle_positions (vehicle_id, lat, lon, fix_at, speed_kmh, heading_deg, accuracy_m, source) \
+         SELECT u.id, u.lat, u.lon, u.ts, u.speed, u.heading, u.accuracy, u.source FROM u \
+         WHERE EXISTS (SELECT 1 FROM vehicles WHERE vehicles.id = u.id) \
+         ON CONFLICT (vehicle_id) DO UPDATE SET lat = excluded.lat, lon = excluded.lon, fix_at = excluded.fix_at, \
+         speed_kmh = excluded.speed_kmh, heading_deg = excluded.heading_deg, accuracy_m = excluded.accuracy_m, \
+         source = excluded.source WHERE excluded.fix_at > vehicle_positions.fix_at";
 
     /// Latest positions: one multi-row update per chunk, each in its own transaction.
     async fn save_last_fixes_impl(
@@ -308,7 +314,7 @@ impl SqliteStore {
                 .collect();
             let body = serde_json::Value::Array(rows).to_string();
             let mut tx = self.begin_write().await?;
-            moved += sqlx::query(Self::UPDATE_POSITIONS_SQL)
+            moved += sqlx::query(Self::UPSERT_POSITIONS_SQL)
                 .bind(body)
                 .execute(&mut *tx)
                 .await
