@@ -14,7 +14,8 @@
 //! [`sse`] parser), [`sim`] and [`mix`] (pure simulation of trucks
 //! and requests), [`api`] (the HTTP client), [`history`] and [`invariants`] (what the
 //! server recorded and the checks on it), [`stats`], [`report`] and [`svg`] (figures and
-//! their presentation), [`server`] (starting the server and sampling `/proc`), [`target`]
+//! their presentation), [`server`] (starting the server and sampling `/proc`), [`machine`]
+//! (CPU busy, stolen by the hypervisor, and pressure over the run), [`target`]
 //! (loopback only), [`scenario`] (TOML files), [`console`] (progress bars), [`rng`]
 //! (seeded randomness).
 
@@ -25,6 +26,7 @@ mod console;
 mod fleet;
 mod history;
 mod invariants;
+mod machine;
 mod mix;
 mod positions;
 mod report;

@@ -13,6 +13,7 @@ use serde::Serialize;
 use crate::agents::{AgentsReport, TARGET_P99_MS};
 use crate::history::CaseHistory;
 use crate::invariants::Verdict;
+use crate::machine::MachineUsage;
 use crate::positions::PositionsOutcome;
 use crate::server::ProcessUsage;
 use crate::stats::{LatencyPoint, LatencySummary, LatencyTrack, RatePoint, Recordings};
@@ -43,6 +44,30 @@ pub struct MachineInfo {
     pub cpus: usize,
     /// A reminder of what the figures mean.
     pub note: String,
+    /// CPU busy, stolen by the hypervisor and waited for over the run.
+    pub usage: Option<MachineUsage>,
+}
+
+/// The machine's figures in words, for the report.
+fn machine_line(usage: &MachineUsage, cpus: usize) -> String {
+    let pressure = usage.cpu_pressure_share.map_or(String::new(), |share| {
+        format!(
+            "; some task waited for a CPU {:.0} % of the time (PSI)",
+            share * 100.0
+        )
+    });
+    format!(
+        "Machine over {:.0} s: {:.2} of {cpus} CPUs busy on average (all processes); the \
+         hypervisor took {:.1} % of the CPU time, at least {:.0} % in {} of {} one-second \
+         intervals, at most {:.0} % in one{pressure}.",
+        usage.seconds,
+        usage.busy_share * cpus as f64,
+        usage.steal_share * 100.0,
+        crate::machine::DISTURBED_STEAL_SHARE * 100.0,
+        usage.disturbed_intervals,
+        usage.intervals,
+        usage.steal_max_share * 100.0,
+    )
 }
 
 /// Dispatch as the server recorded it in the case timelines.
@@ -466,8 +491,10 @@ impl Report {
                 conditions: "50 requests/s with 10,000 moving trucks".to_owned(),
                 measured: format!("{p99:.2} ms ({source})"),
                 measured_under: format!(
-                    "{rate} with {trucks}, {} on {} CPUs",
-                    self.target.database, self.machine.cpus
+                    "{rate} with {trucks}, {} on {} CPUs{}",
+                    self.target.database,
+                    self.machine.cpus,
+                    self.disturbance()
                 ),
                 met,
             });
@@ -505,6 +532,19 @@ impl Report {
             ),
             met: growth < 0.10 && errors == 0,
         });
+    }
+
+    /// ", disturbed: …" when the hypervisor took a tenth of the CPU or more in some second
+    /// of the run (see [`crate::machine`]), else nothing.
+    fn disturbance(&self) -> String {
+        match &self.machine.usage {
+            Some(usage) if usage.disturbed() => format!(
+                ", disturbed: the hypervisor took ≥ {:.0} % of the CPU in {} s",
+                crate::machine::DISTURBED_STEAL_SHARE * 100.0,
+                usage.disturbed_intervals
+            ),
+            _ => String::new(),
+        }
     }
 
     /// The SSE target of the issues, when agents listened.
@@ -1136,6 +1176,16 @@ pub fn markdown(report: &Report, charts: &[&str]) -> String {
             }
         }
     }
+    if let Some(usage) = &report.machine.usage {
+        let _ = writeln!(md, "\n{}", machine_line(usage, report.machine.cpus));
+        if usage.disturbed() {
+            md.push_str(
+                "\n**Disturbed run**: while the hypervisor holds a virtual CPU, every request in \
+                 flight waits, whatever the server does; latency percentiles of this run say as \
+                 much about the host as about the server.\n",
+            );
+        }
+    }
     if !charts.is_empty() {
         md.push_str("\n## Charts\n\n");
         for chart in charts {
@@ -1169,6 +1219,7 @@ mod tests {
             machine: MachineInfo {
                 cpus: 2,
                 note: "shared".to_owned(),
+                usage: None,
             },
             fleet: None,
             positions: None,
@@ -1353,6 +1404,56 @@ mod tests {
             md.contains("![latency-over-time.svg](latency-over-time.svg)"),
             "{md}"
         );
+    }
+
+    #[test]
+    fn a_run_the_hypervisor_disturbed_says_so_beside_its_target() {
+        let mut report = report();
+        report.dispatch = Some(dispatch_report(&[assigned_case("c1", "m1")], at(0)));
+        report.dispatch.as_mut().unwrap().latency.p99_ms = Some(12.5);
+        let quiet = crate::machine::MachineUsage {
+            seconds: 120.0,
+            busy_share: 0.4,
+            steal_share: 0.01,
+            steal_max_share: 0.04,
+            disturbed_intervals: 0,
+            intervals: 120,
+            cpu_pressure_share: Some(0.2),
+        };
+        report.machine.usage = Some(quiet.clone());
+        report.check_targets();
+        assert!(
+            !report.targets[0].measured_under.contains("disturbed"),
+            "{:?}",
+            report.targets
+        );
+        let md = markdown(&report, &[]);
+        assert!(
+            md.contains(
+                "Machine over 120 s: 0.80 of 2 CPUs busy on average (all processes); the hypervisor \
+                 took 1.0 % of the CPU time, at least 10 % in 0 of 120 one-second intervals, at most \
+                 4 % in one; some task waited for a CPU 20 % of the time (PSI)."
+            ),
+            "{md}"
+        );
+        assert!(!md.contains("Disturbed run"), "{md}");
+
+        report.machine.usage = Some(crate::machine::MachineUsage {
+            steal_max_share: 0.35,
+            disturbed_intervals: 7,
+            ..quiet
+        });
+        report.targets.clear();
+        report.check_targets();
+        assert!(
+            report.targets[0]
+                .measured_under
+                .ends_with(", disturbed: the hypervisor took ≥ 10 % of the CPU in 7 s"),
+            "{:?}",
+            report.targets
+        );
+        let md = markdown(&report, &[]);
+        assert!(md.contains("**Disturbed run**"), "{md}");
     }
 
     #[test]

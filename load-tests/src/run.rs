@@ -19,6 +19,7 @@ use crate::console::Console;
 use crate::fleet::{Behaviour, Fleet, FleetSpec};
 use crate::history::{CaseHistory, CaseRecord};
 use crate::invariants::{self, Acknowledged, Evidence, Verdict};
+use crate::machine::MachineSampler;
 use crate::positions::{self, PositionsSpec};
 use crate::report::{self, MachineInfo, Report, Series, TargetInfo};
 use crate::requests::{self, RequestsSpec};
@@ -66,6 +67,7 @@ struct Session {
     samplers_stop: CancellationToken,
     server_sampler: Option<Sampler>,
     own_sampler: Sampler,
+    machine_sampler: MachineSampler,
     target_info: TargetInfo,
     /// The server's JT/T 808 port.
     jt808_addr: std::net::SocketAddr,
@@ -153,6 +155,7 @@ impl Session {
             recorder.started(),
             samplers_stop.clone(),
         );
+        let machine_sampler = MachineSampler::start(recorder.started(), samplers_stop.clone());
 
         let interrupted = CancellationToken::new();
         {
@@ -198,6 +201,7 @@ impl Session {
             samplers_stop,
             server_sampler,
             own_sampler,
+            machine_sampler,
             target_info,
             jt808_addr,
         })
@@ -338,6 +342,7 @@ impl Session {
             .as_ref()
             .map(|s| s.finish(self.recorder.started()));
         let own_usage = self.own_sampler.finish(self.recorder.started());
+        let machine_usage = self.machine_sampler.finish(self.recorder.started());
         self.samplers_stop.cancel();
         if let Some(server) = self.server {
             let clean = server.stop().await?;
@@ -361,6 +366,7 @@ impl Session {
             machine: MachineInfo {
                 cpus: std::thread::available_parallelism().map_or(1, usize::from),
                 note: "the server and the load generator share these cores".to_owned(),
+                usage: Some(machine_usage),
             },
             fleet: report_parts.fleet.take(),
             positions: report_parts.positions.take(),
