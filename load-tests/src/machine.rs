@@ -8,11 +8,12 @@
 //! than about the server. The report shows these figures beside the latencies so that a
 //! run taken on a disturbed machine can be told apart from one that was not.
 
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
+
+use crate::sampling::{self, Samples};
 
 /// A second in which the hypervisor took at least this share of the CPU time counts as
 /// disturbed.
@@ -151,44 +152,22 @@ pub fn machine_usage(samples: &[(f64, MachineSample)]) -> MachineUsage {
 }
 
 /// Samples the machine every second until cancelled.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct MachineSampler {
-    samples: Arc<Mutex<Vec<(f64, MachineSample)>>>,
+    samples: Samples<MachineSample>,
 }
 
 impl MachineSampler {
     /// Starts sampling; the clock of the samples starts at `started`.
     pub fn start(started: Instant, stop: CancellationToken) -> MachineSampler {
-        let sampler = MachineSampler::default();
-        let samples = sampler.samples.clone();
-        tokio::spawn(async move {
-            let mut ticker = tokio::time::interval(Duration::from_secs(1));
-            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tokio::select! {
-                    _ = stop.cancelled() => break,
-                    _ = ticker.tick() => {}
-                }
-                let Some(sample) = read_machine() else { break };
-                samples
-                    .lock()
-                    .unwrap_or_else(|poisoned| poisoned.into_inner())
-                    .push((started.elapsed().as_secs_f64(), sample));
-            }
-        });
-        sampler
+        MachineSampler {
+            samples: sampling::every_second(read_machine, started, stop),
+        }
     }
 
     /// Takes one more sample now and summarises.
     pub fn finish(&self, started: Instant) -> MachineUsage {
-        let mut samples = self
-            .samples
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        if let Some(sample) = read_machine() {
-            samples.push((started.elapsed().as_secs_f64(), sample));
-        }
-        machine_usage(&samples)
+        sampling::finish(&self.samples, read_machine, started, machine_usage)
     }
 }
 

@@ -33,6 +33,7 @@ mod report;
 mod requests;
 mod rng;
 mod run;
+mod sampling;
 mod scenario;
 mod server;
 mod server_metrics;

@@ -5,7 +5,6 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -14,6 +13,7 @@ use tokio::process::{Child, Command};
 use tokio_util::sync::CancellationToken;
 
 use crate::api::Api;
+use crate::sampling::{self, Samples};
 use crate::target::Target;
 
 /// Linux reports process CPU time in clock ticks of `USER_HZ`, 100 on every architecture
@@ -150,46 +150,26 @@ impl ProcessUsage {
 #[derive(Debug, Clone)]
 pub struct Sampler {
     pid: u32,
-    samples: Arc<Mutex<Vec<(f64, ProcSample)>>>,
+    samples: Samples<ProcSample>,
 }
 
 impl Sampler {
     /// Starts sampling `pid`; the clock of the samples starts at `started`.
     pub fn start(pid: u32, started: Instant, stop: CancellationToken) -> Sampler {
-        let sampler = Sampler {
+        Sampler {
             pid,
-            samples: Arc::new(Mutex::new(Vec::new())),
-        };
-        let samples = sampler.samples.clone();
-        tokio::spawn(async move {
-            let mut ticker = tokio::time::interval(Duration::from_secs(1));
-            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tokio::select! {
-                    _ = stop.cancelled() => break,
-                    _ = ticker.tick() => {}
-                }
-                let Some(sample) = read_proc(pid) else { break };
-                let at_s = started.elapsed().as_secs_f64();
-                samples
-                    .lock()
-                    .unwrap_or_else(|poisoned| poisoned.into_inner())
-                    .push((at_s, sample));
-            }
-        });
-        sampler
+            samples: sampling::every_second(move || read_proc(pid), started, stop),
+        }
     }
 
     /// Takes one more sample now and summarises.
     pub fn finish(&self, started: Instant) -> ProcessUsage {
-        let mut samples = self
-            .samples
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        if let Some(sample) = read_proc(self.pid) {
-            samples.push((started.elapsed().as_secs_f64(), sample));
-        }
-        usage(self.pid, &samples)
+        sampling::finish(
+            &self.samples,
+            || read_proc(self.pid),
+            started,
+            |samples| usage(self.pid, samples),
+        )
     }
 }
 

@@ -739,6 +739,25 @@ mod tests {
             .unwrap();
     }
 
+    /// Starts an urgent write of `n` and returns once it waits for the connection.
+    async fn queue_urgent_insert(
+        writer: &Arc<GroupWriter>,
+        n: i64,
+    ) -> tokio::task::JoinHandle<Result<(), sqlx::Error>> {
+        let queued = {
+            let writer = Arc::clone(writer);
+            tokio::spawn(async move {
+                let mut tx = writer.begin(true).await.unwrap();
+                insert(&mut tx, n).await;
+                tx.commit().await
+            })
+        };
+        while writer.lanes.urgent_waiting.load(Ordering::Acquire) == 0 {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        queued
+    }
+
     async fn logged(writer: &GroupWriter) -> Vec<i64> {
         let rows: Vec<(i64,)> = sqlx::query_as("SELECT n FROM log ORDER BY n")
             .fetch_all(writer.pool())
@@ -755,17 +774,7 @@ mod tests {
         insert(&mut normal, 1).await;
         // The urgent write queues for the connection before the normal one is released,
         // so it gets the connection before the committer does.
-        let urgent = {
-            let writer = Arc::clone(&writer);
-            tokio::spawn(async move {
-                let mut tx = writer.begin(true).await.unwrap();
-                insert(&mut tx, 2).await;
-                tx.commit().await
-            })
-        };
-        while writer.lanes.urgent_waiting.load(Ordering::Acquire) == 0 {
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        }
+        let urgent = queue_urgent_insert(&writer, 2).await;
         normal.commit().await.unwrap();
         urgent.await.unwrap().unwrap();
         assert_eq!(logged(&writer).await, [1, 2]);
@@ -785,17 +794,7 @@ mod tests {
         let writer = writer(&dir).await;
         let mut first = writer.begin(true).await.unwrap();
         insert(&mut first, 1).await;
-        let second = {
-            let writer = Arc::clone(&writer);
-            tokio::spawn(async move {
-                let mut tx = writer.begin(true).await.unwrap();
-                insert(&mut tx, 2).await;
-                tx.commit().await
-            })
-        };
-        while writer.lanes.urgent_waiting.load(Ordering::Acquire) == 0 {
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        }
+        let second = queue_urgent_insert(&writer, 2).await;
         // The first leaves its commit to the second, which waits behind it.
         first.commit().await.unwrap();
         second.await.unwrap().unwrap();
@@ -834,17 +833,7 @@ mod tests {
             .execute(&mut *dangling)
             .await
             .unwrap();
-        let urgent = {
-            let writer = Arc::clone(&writer);
-            tokio::spawn(async move {
-                let mut tx = writer.begin(true).await.unwrap();
-                insert(&mut tx, 1).await;
-                tx.commit().await
-            })
-        };
-        while writer.lanes.urgent_waiting.load(Ordering::Acquire) == 0 {
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        }
+        let urgent = queue_urgent_insert(&writer, 1).await;
         let normal = dangling.commit().await;
         let urgent = urgent.await.unwrap();
         assert!(
