@@ -205,7 +205,8 @@ impl PgStore {
     /// statement holds its position rows against a concurrent flush.
     const POSITION_CHUNK_ROWS: usize = 500;
 
-    /// Latest positions: one `UPDATE … FROM UNNEST(arrays)` per chunk, in vehicle-id order
+    /// Latest positions: one `INSERT … SELECT FROM UNNEST(arrays) ON CONFLICT DO UPDATE` per
+    /// chunk into `vehicle_positions`, in vehicle-id order
     /// (one lock order for every writer, so concurrent flushes cannot deadlock).
     async fn save_last_fixes_impl(
         &self,

@@ -9,8 +9,8 @@
 //! `Self::DUE_OFFERS_SQL` (PostgreSQL adds `FOR UPDATE OF c SKIP LOCKED` so several
 //! instances can sweep at once), `Self::APPEND_EVENT_SQL` (one statement takes the
 //! sequence number and inserts the event: a CTE on PostgreSQL, a trigger on SQLite) and
-//! `save_last_fixes_impl` (PostgreSQL updates through
-//! `UNNEST` arrays, SQLite through a JSON array and `json_each`, both in short chunks).
+//! `save_last_fixes_impl` (upserts into `vehicle_positions`: PostgreSQL through `UNNEST`
+//! arrays, SQLite through a JSON array and `json_each`, both in short chunks).
 
 macro_rules! impl_dispatch_store {
     ($store:ty, $db:ty) => {

@@ -286,7 +286,8 @@ impl SqliteStore {
          speed_kmh = excluded.speed_kmh, heading_deg = excluded.heading_deg, accuracy_m = excluded.accuracy_m, \
          source = excluded.source WHERE excluded.fix_at > vehicle_positions.fix_at";
 
-    /// Latest positions: one multi-row update per chunk, each in its own transaction.
+    /// Latest positions: one multi-row upsert into `vehicle_positions` per chunk, each in
+    /// its own transaction.
     async fn save_last_fixes_impl(
         &self,
         fixes: &[(domain::VehicleId, domain::Fix)],
