@@ -219,6 +219,7 @@ impl std::fmt::Debug for Slot {
         formatter
             .debug_struct("Slot")
             .field("open", &self.open.is_some())
+            .field("idle", &self.idle.is_some())
             .finish()
     }
 }
@@ -285,37 +286,31 @@ impl GroupWriter {
                 .await
                 .map_err(|_| sqlx::Error::PoolTimedOut)?;
             slot.clean_up().await;
-            // A new group opens with the write's savepoint in the same call: one trip to
-            // the connection's thread instead of two.
-            let opened = if slot.open.is_none() {
-                let mut conn = match slot.idle.take() {
-                    Some(conn) => conn,
-                    None => pool.acquire().await?.detach(),
-                };
-                if let Err(error) = sqlx::raw_sql("BEGIN; SAVEPOINT w").execute(&mut conn).await {
-                    // Dropped: closed, with whatever it had begun.
-                    drop(conn);
-                    return Err(error);
-                }
-                slot.open = Some(Open {
-                    conn,
-                    writes: 0,
-                    outcome: watch::channel(None).0,
-                    abandoned: false,
-                });
-                true
-            } else {
-                false
-            };
-            let saved = if opened {
-                Ok(())
-            } else {
-                match slot.open.as_mut() {
-                    Some(open) => sqlx::raw_sql("SAVEPOINT w")
-                        .execute(&mut open.conn)
-                        .await
-                        .map(drop),
-                    None => Err(sqlx::Error::PoolClosed),
+            let saved = match slot.open.as_mut() {
+                Some(open) => sqlx::raw_sql("SAVEPOINT w")
+                    .execute(&mut open.conn)
+                    .await
+                    .map(drop),
+                // A new group opens with the write's savepoint in the same call: one trip
+                // to the connection's thread instead of two.
+                None => {
+                    let mut conn = match slot.idle.take() {
+                        Some(conn) => conn,
+                        None => pool.acquire().await?.detach(),
+                    };
+                    if let Err(error) = sqlx::raw_sql("BEGIN; SAVEPOINT w").execute(&mut conn).await
+                    {
+                        // Dropped: closed, with whatever it had begun.
+                        drop(conn);
+                        return Err(error);
+                    }
+                    slot.open = Some(Open {
+                        conn,
+                        writes: 0,
+                        outcome: watch::channel(None).0,
+                        abandoned: false,
+                    });
+                    Ok(())
                 }
             };
             match saved {
@@ -427,35 +422,32 @@ impl Held {
     /// released into the group before it are committed with it and told so. Fails the
     /// whole group when either statement fails, as a failed commit does.
     async fn release_and_commit(mut self, counters: &Counters) -> Result<(), sqlx::Error> {
+        let (Some(mut slot), Some(lanes)) = (self.slot.take(), self.urgent.take()) else {
+            unreachable!("an urgent write's held connection is used after it was let go")
+        };
+        let Some(mut open) = slot.open.take() else {
+            unreachable!("a held connection has no open group")
+        };
         let started = std::time::Instant::now();
         let result = sqlx::raw_sql("RELEASE w; COMMIT")
-            .execute(&mut self.open().conn)
+            .execute(&mut open.conn)
             .await;
         metrics::histogram!(WRITER_HOLD).record(self.since.elapsed().as_secs_f64());
-        let Some(mut slot) = self.slot.take() else {
-            unreachable!("a held connection is used after it was let go")
-        };
-        if let Some(lanes) = &self.urgent {
-            lanes.urgent_group.store(false, Ordering::Release);
-        }
+        lanes.urgent_group.store(false, Ordering::Release);
         let outcome = match result {
-            Ok(_) => match slot.open.take() {
-                Some(open) => {
-                    metrics::histogram!(COMMIT_TIME).record(started.elapsed().as_secs_f64());
-                    counters.groups.fetch_add(1, Ordering::Relaxed);
-                    counters
-                        .writes
-                        .fetch_add(open.writes + 1, Ordering::Relaxed);
-                    open.outcome.send_replace(Some(Ok(())));
-                    slot.idle = Some(open.conn);
-                    Ok(())
-                }
-                None => Err(group_failed(
-                    "the group ended without an outcome".to_owned(),
-                )),
-            },
+            Ok(_) => {
+                metrics::histogram!(COMMIT_TIME).record(started.elapsed().as_secs_f64());
+                counters.groups.fetch_add(1, Ordering::Relaxed);
+                counters
+                    .writes
+                    .fetch_add(open.writes + 1, Ordering::Relaxed);
+                open.outcome.send_replace(Some(Ok(())));
+                slot.idle = Some(open.conn);
+                Ok(())
+            }
             Err(error) => {
                 let reason = format!("commit failed: {error}");
+                slot.open = Some(open);
                 slot.fail(reason.clone());
                 Err(group_failed(reason))
             }
