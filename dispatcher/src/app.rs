@@ -12,13 +12,23 @@ use domain::ports::Store;
 use tokio::net::TcpListener;
 
 use crate::api;
+use crate::api::state::{AppState, KeyCache, Limits};
 use crate::bus::Bus;
 use crate::config::{Config, DatabaseKind, parse_listen, parse_radii_km};
-use crate::matching::{DispatchSettings, Dispatcher, ProviderScores, StraightLineEta};
-use crate::registry::FleetRegistry;
+use crate::matching::{ProviderScores, StraightLineEta};
 use crate::runtime;
 use crate::security::Keys;
-use crate::state::{AppState, Limits};
+use crate::services::alerts::Alerts;
+use crate::services::calls::{Calls, PoolPhoneBridge};
+use crate::services::cascade::{DispatchSettings, OfferCascade};
+use crate::services::cases::Cases;
+use crate::services::diagnosis::DiagnosisDesk;
+use crate::services::fleet_ingest::FleetRegistry;
+use crate::services::fleet_ingest::devices::DeviceIntake;
+use crate::services::intake::Intake;
+use crate::services::tracking::{Tracking, tracker_config};
+use crate::services::webhook_outbox::{WebhookRouter, WebhookSettings, build_worker};
+use crate::stream::EventTail;
 use crate::telemetry;
 
 /// A built server, bound to its port, not yet serving.
@@ -134,66 +144,74 @@ impl Application {
             max_wait_s: to_u32(settings.diagnosis_max_wait_s),
             ..remote_diagnosis::QueuePolicy::default()
         };
-        let desk = Arc::new(
-            crate::diagnosis::DiagnosisDesk::load(store.clone(), clock.clone(), policy)
-                .await
-                .context("loading the triage rules")?,
-        );
-        let phone = Arc::new(crate::diagnosis::PoolPhoneBridge::new(
-            store.clone(),
-            clock.clone(),
-            crate::config::parse_phone_pool(&settings.phone_pool)?,
-        ));
-        let dispatcher = Arc::new(Dispatcher::new(
+        // The services, each after the ones it uses (see `services`).
+        let alerts = Arc::new(Alerts::new(store.clone(), clock.clone()));
+        let cascade = Arc::new(OfferCascade::new(
             store.clone(),
             registry.clone(),
             eta,
             scores,
             clock.clone(),
             dispatch_settings,
-            desk.clone(),
+            alerts.clone(),
         ));
-        let tracking = Arc::new(crate::tracking::Tracking::new(
+        let desk = Arc::new(
+            DiagnosisDesk::load(store.clone(), clock.clone(), policy, cascade.clone())
+                .await
+                .context("loading the triage rules")?,
+        );
+        let intake = Arc::new(Intake::new(
+            store.clone(),
+            clock.clone(),
+            desk.clone(),
+            cascade.clone(),
+        ));
+        let tracking = Arc::new(Tracking::new(
             store.clone(),
             clock.clone(),
             registry.clone(),
-            crate::tracking::tracker_config(settings),
-            &bus,
+            alerts.clone(),
+            tracker_config(settings),
         ));
         tracking.resume().await.context("resuming tracking")?;
-        let devices = Arc::new(crate::devices::DeviceIntake::new(
-            registry.clone(),
-            tracking.clone(),
+        let bridge = Arc::new(PoolPhoneBridge::new(
+            store.clone(),
             clock.clone(),
+            crate::config::parse_phone_pool(&settings.phone_pool)?,
         ));
+        let calls = Arc::new(Calls::new(store.clone(), bridge));
+        let cases = Arc::new(Cases::new(store.clone(), clock.clone(), tracking.clone()));
+        let devices = Arc::new(DeviceIntake::new(registry.clone(), clock.clone()));
         let events = Arc::new(
-            crate::stream::EventTail::start_at_end(store.clone())
+            EventTail::start_at_end(store.clone())
                 .await
                 .context("reading the event log")?,
         );
-        let webhooks = Arc::new(crate::webhooks::WebhookSettings::from_settings(settings));
+        let webhooks = Arc::new(WebhookSettings::from_settings(settings));
         let keys = Arc::new(keys);
-        let webhook_worker =
-            crate::webhooks::build_worker(store.clone(), keys.clone(), clock.clone(), &webhooks)
-                .context("building the webhook client")?;
+        let webhook_worker = build_worker(store.clone(), keys.clone(), clock.clone(), &webhooks)
+            .context("building the webhook client")?;
         let state = AppState {
-            diagnosis: desk,
-            phone,
-            webhooks,
-            tracking,
-            events,
-            devices,
-            bus,
             store,
-            registry,
-            dispatcher,
             clock,
             limits: Arc::new(Limits::new(&config)),
             config: Arc::new(config),
             keys,
             public_url,
             metrics: telemetry::prometheus(),
-            provider_keys: Arc::new(crate::state::KeyCache::default()),
+            provider_keys: Arc::new(KeyCache::default()),
+            webhooks,
+            events,
+            bus,
+            intake,
+            cascade,
+            registry,
+            devices,
+            tracking,
+            diagnosis: desk,
+            alerts,
+            calls,
+            cases,
         };
         let devices = DeviceListeners {
             jt808: bind_optional(&state.config.settings.jt808_addr, "RESCUE_JT808_ADDR").await?,
@@ -254,21 +272,33 @@ impl Application {
         mut self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
-        let grace = Duration::from_secs(self.state.config.settings.shutdown_grace_s);
-        let mut background = runtime::spawn_all(&self.state);
-        background.push(self.state.events.spawn(Duration::from_millis(
-            self.state.config.settings.stream_poll_ms.max(10),
-        )));
-        background.push(self.state.registry.follow());
-        background.extend(
-            self.state
-                .tracking
-                .follow(&self.state.events, &self.state.bus),
-        );
+        let state = &self.state;
+        let settings = &state.config.settings;
+        let grace = Duration::from_secs(settings.shutdown_grace_s);
+        let duties = runtime::Duties {
+            store: state.store.clone(),
+            clock: state.clock.clone(),
+            intake: state.intake.clone(),
+            cascade: state.cascade.clone(),
+            diagnosis: state.diagnosis.clone(),
+            registry: state.registry.clone(),
+            tracking: state.tracking.clone(),
+            limits: state.limits.clone(),
+        };
+        let mut background = runtime::spawn_all(&duties, settings);
         background.push(
-            crate::webhooks::WebhookRouter::new(
-                self.state.clone(),
-                (*self.state.webhooks).clone(),
+            state
+                .events
+                .spawn(Duration::from_millis(settings.stream_poll_ms.max(10))),
+        );
+        background.push(state.registry.follow());
+        background.extend(state.tracking.follow(&state.events));
+        background.push(
+            WebhookRouter::new(
+                state.store.clone(),
+                state.clock.clone(),
+                state.registry.clone(),
+                (*state.webhooks).clone(),
                 self.webhook_worker.waker(),
             )
             .spawn(),

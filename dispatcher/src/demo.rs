@@ -22,8 +22,8 @@ use domain::{
 use parking_lot::Mutex;
 use tokio::task::JoinHandle;
 
+use crate::api::state::AppState;
 use crate::security;
-use crate::state::AppState;
 
 /// The demo city's centre (People's Square, Shanghai).
 const CENTRE: (f64, f64) = (31.2304, 121.4737);
@@ -223,10 +223,9 @@ async fn seed_providers(state: &AppState) -> Result<Vec<ProviderId>, StoreError>
         let key = security::random_token(security::API_KEY_PREFIX)
             .map_err(|error| StoreError::Internal(error.into()))?;
         state
-            .store
-            .insert_provider(&provider, &security::sha256(key.as_bytes()))
+            .registry
+            .add_provider(&provider, &security::sha256(key.as_bytes()))
             .await?;
-        state.registry.announce_provider(&provider);
         ids.push(provider.id);
     }
     Ok(ids)
@@ -441,7 +440,7 @@ impl Demo {
     async fn report(&self, case_id: CaseId, provider: ProviderId, status: CaseStatus) {
         match self
             .state
-            .dispatcher
+            .cascade
             .report_job_status(case_id, provider, status)
             .await
         {
@@ -481,7 +480,7 @@ impl Demo {
                     ]);
                     let _ = self
                         .state
-                        .dispatcher
+                        .cascade
                         .decline_offer(offer.id, *provider, reason)
                         .await;
                 }
@@ -495,7 +494,7 @@ impl Demo {
     async fn accept(&self, offer: &domain::Offer) -> Result<(), StoreError> {
         let Ok((offer, case)) = self
             .state
-            .dispatcher
+            .cascade
             .accept_offer(offer.id, offer.provider_id, None)
             .await
         else {
@@ -555,7 +554,7 @@ impl Demo {
         if let CreateCaseOutcome::Created(case) =
             self.state.store.create_case(&case, &created, None).await?
         {
-            self.state.spawn_intake(case.id);
+            self.state.intake.spawn_take_in(case.id);
         }
         Ok(())
     }

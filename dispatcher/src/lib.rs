@@ -7,21 +7,18 @@
 
 pub mod api;
 pub mod app;
+#[cfg(test)]
+mod architecture;
 pub mod bus;
 pub mod config;
 pub mod demo;
-pub mod devices;
-pub mod diagnosis;
 pub mod fleet;
 pub mod matching;
-pub mod registry;
 pub mod runtime;
 pub mod security;
-pub mod state;
+pub mod services;
 pub mod stream;
 pub mod telemetry;
-pub mod tracking;
-pub mod webhooks;
 
 pub use app::Application;
 pub use config::Config;

@@ -20,6 +20,8 @@ pub const CASES_CREATED: &str = "rescue_cases_created_total";
 pub const RATE_LIMITED: &str = "rescue_rate_limited_total";
 /// Logins, by `outcome` (`success`, `failure`).
 pub const LOGINS: &str = "rescue_logins_total";
+/// Dispatch latency (request accepted → first offer stored), seconds.
+pub const DISPATCH_LATENCY: &str = "rescue_dispatch_latency_seconds";
 
 /// The process-wide Prometheus recorder, installed on first use.
 pub fn prometheus() -> PrometheusHandle {
@@ -39,7 +41,7 @@ pub fn prometheus() -> PrometheusHandle {
                 // can be aggregated.
                 .and_then(|builder| {
                     builder.set_buckets_for_metric(
-                        Matcher::Full(crate::matching::DISPATCH_LATENCY.to_owned()),
+                        Matcher::Full(DISPATCH_LATENCY.to_owned()),
                         // Fine around the targets (10 ms at 50 requests/s, 50 ms in
                         // a storm), which are bounds: whether a p99 meets them is exact.
                         &[

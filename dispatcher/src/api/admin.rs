@@ -9,8 +9,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::api::error::{ApiError, ErrorBody};
 use crate::api::extract::{AdminAuth, ApiJson};
+use crate::api::state::AppState;
 use crate::security::{self, API_KEY_PREFIX};
-use crate::state::AppState;
 
 /// A provider to create.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -106,10 +106,9 @@ pub async fn create_provider(
         created_at: domain::time::to_storage_precision(state.clock.now()),
     };
     state
-        .store
-        .insert_provider(&provider, &security::sha256(api_key.as_bytes()))
+        .registry
+        .add_provider(&provider, &security::sha256(api_key.as_bytes()))
         .await?;
-    state.registry.announce_provider(&provider);
     tracing::info!(provider_id = %provider.id, "provider created");
     let webhook_secret = provider.webhook_url.as_ref().map(|_| {
         state

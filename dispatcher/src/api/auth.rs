@@ -12,8 +12,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::api::error::{ApiError, ErrorBody};
 use crate::api::extract::{ApiJson, ClientIp, SESSION_COOKIE, UserAuth};
+use crate::api::state::{AppState, check_limit};
 use crate::security::{self, SESSION_PREFIX};
-use crate::state::{AppState, check_limit};
 use crate::telemetry::{LOGINS, RATE_LIMITED};
 
 /// Credentials.

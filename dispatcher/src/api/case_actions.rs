@@ -5,31 +5,22 @@
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use domain::{
-    Actor, Case, CaseId, CaseStatus, Event, EventKind, NewEvent, PhoneNumber, ProviderId, VehicleId,
-};
-use remote_diagnosis::PhoneBridge;
+use domain::{Actor, CaseId, Event, PhoneNumber, ProviderId, VehicleId};
 use serde::{Deserialize, Serialize};
 
-use crate::api::diagnosis::{CallBinding, bridge_error};
+use crate::api::diagnosis::{CallBinding, call_error};
 use crate::api::error::{ApiError, ErrorBody};
 use crate::api::extract::{AgentAuth, ApiJson};
-use crate::state::AppState;
+use crate::api::state::AppState;
+use crate::services::calls::Callee;
+use crate::services::cascade::AssignError;
+use crate::services::cases::AddError;
 
 /// Longest note or customer update, in characters.
 const MAX_TEXT_CHARS: usize = 2000;
 
 fn case_id(raw: &str) -> Result<CaseId, ApiError> {
     raw.parse().map_err(|_| ApiError::not_found("case"))
-}
-
-async fn load_case(state: &AppState, raw_id: &str) -> Result<Case, ApiError> {
-    let id = case_id(raw_id)?;
-    state
-        .store
-        .get_case(id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("case"))
 }
 
 fn agent_actor(agent: &domain::User) -> Actor {
@@ -87,52 +78,54 @@ pub async fn candidates(
     AgentAuth(_agent): AgentAuth,
     Path(raw_id): Path<String>,
 ) -> Result<Json<CandidateList>, ApiError> {
-    let case = load_case(&state, &raw_id).await?;
-    if !matches!(case.status, CaseStatus::Dispatching | CaseStatus::Escalated) {
-        return Err(ApiError::conflict(format!(
-            "the case is {}; only a dispatching or escalated case can be assigned",
-            case.status
-        )));
-    }
-    let Some((ranked, radius_m)) = state.dispatcher.ranked_candidates(&case) else {
-        return Ok(Json(CandidateList {
-            candidates: Vec::new(),
-            radius_m: None,
-        }));
-    };
-    let providers: std::collections::HashMap<ProviderId, String> = state
-        .store
-        .list_providers()
-        .await?
+    let id = case_id(&raw_id)?;
+    let assignable = state.cascade.assignable(id).await.map_err(assign_error)?;
+    let candidates = assignable
+        .candidates
         .into_iter()
-        .map(|provider| (provider.id, provider.name))
+        .map(|found| {
+            let candidate = found.candidate;
+            Candidate {
+                vehicle_id: candidate.vehicle_id,
+                vehicle_ref: found
+                    .vehicle
+                    .as_ref()
+                    .map(|v| v.vehicle_id.clone())
+                    .unwrap_or_default(),
+                plate: found.vehicle.and_then(|v| v.plate),
+                provider_id: candidate.provider_id,
+                provider_name: found.provider_name,
+                distance_m: candidate.distance_m.round(),
+                eta_s: candidate.eta_s,
+                acceptance_rate: (candidate.score.acceptance_rate * 1000.0).round() / 1000.0,
+                on_time_rate: (candidate.score.on_time_rate * 1000.0).round() / 1000.0,
+                near_tie: candidate.near_tie,
+            }
+        })
         .collect();
-    let mut candidates = Vec::with_capacity(ranked.len());
-    for candidate in ranked {
-        let vehicle = state.store.get_vehicle(candidate.vehicle_id).await?;
-        candidates.push(Candidate {
-            vehicle_id: candidate.vehicle_id,
-            vehicle_ref: vehicle
-                .as_ref()
-                .map(|v| v.vehicle_id.clone())
-                .unwrap_or_default(),
-            plate: vehicle.and_then(|v| v.plate),
-            provider_id: candidate.provider_id,
-            provider_name: providers
-                .get(&candidate.provider_id)
-                .cloned()
-                .unwrap_or_default(),
-            distance_m: candidate.distance_m.round(),
-            eta_s: candidate.eta_s,
-            acceptance_rate: (candidate.score.acceptance_rate * 1000.0).round() / 1000.0,
-            on_time_rate: (candidate.score.on_time_rate * 1000.0).round() / 1000.0,
-            near_tie: candidate.near_tie,
-        });
-    }
     Ok(Json(CandidateList {
         candidates,
-        radius_m: Some(radius_m),
+        radius_m: assignable.radius_m,
     }))
+}
+
+/// How a refused assignment (or candidate list) reads over HTTP.
+pub(crate) fn assign_error(error: AssignError) -> ApiError {
+    match error {
+        AssignError::CaseNotFound => ApiError::not_found("case"),
+        AssignError::NoSuchVehicle => ApiError::invalid_field("vehicle_id", "no such vehicle"),
+        AssignError::Incapable(_) => ApiError::invalid_field("vehicle_id", error.to_string()),
+        AssignError::NotAssignable(_) => ApiError::conflict(error.to_string()),
+        AssignError::Store(cause) => cause.into(),
+    }
+}
+
+fn add_error(error: AddError) -> ApiError {
+    match error {
+        AddError::NotFound => ApiError::not_found("case"),
+        AddError::Closed(_) => ApiError::conflict(error.to_string()),
+        AddError::Store(cause) => cause.into(),
+    }
 }
 
 fn checked_text(field: &str, raw: &str) -> Result<String, ApiError> {
@@ -171,21 +164,13 @@ pub async fn add_note(
     Path(raw_id): Path<String>,
     body: ApiJson<NoteRequest>,
 ) -> Result<(StatusCode, Json<Event>), ApiError> {
-    let case = load_case(&state, &raw_id).await?;
+    let id = case_id(&raw_id)?;
     let text = checked_text("text", &body.value.text)?;
     let event = state
-        .store
-        .append_event(
-            case.id,
-            &NewEvent::new(
-                EventKind::NoteAdded,
-                agent_actor(&agent),
-                state.clock.now(),
-                serde_json::json!({ "text": text }),
-            ),
-        )
-        .await?;
-    tracing::info!(case_id = %case.id, "note added");
+        .cases
+        .add_note(id, agent_actor(&agent), &text)
+        .await
+        .map_err(add_error)?;
     Ok((StatusCode::CREATED, Json(event)))
 }
 
@@ -213,27 +198,13 @@ pub async fn notify_customer(
     Path(raw_id): Path<String>,
     body: ApiJson<NotifyRequest>,
 ) -> Result<(StatusCode, Json<Event>), ApiError> {
-    let case = load_case(&state, &raw_id).await?;
+    let id = case_id(&raw_id)?;
     let message = checked_text("message", &body.value.message)?;
-    if case.status.is_terminal() {
-        return Err(ApiError::conflict(format!(
-            "the case is {}; the customer is no longer following it",
-            case.status
-        )));
-    }
     let event = state
-        .store
-        .append_event(
-            case.id,
-            &NewEvent::new(
-                EventKind::CustomerNotified,
-                agent_actor(&agent),
-                state.clock.now(),
-                serde_json::json!({ "message": message, "channel": "tracking_page" }),
-            ),
-        )
-        .await?;
-    tracing::info!(case_id = %case.id, "customer update sent");
+        .cases
+        .notify_customer(id, agent_actor(&agent), &message)
+        .await
+        .map_err(add_error)?;
     Ok((StatusCode::CREATED, Json(event)))
 }
 
@@ -276,48 +247,24 @@ pub async fn call(
     Path(raw_id): Path<String>,
     body: ApiJson<AgentCallRequest>,
 ) -> Result<Json<CallBinding>, ApiError> {
-    let case = load_case(&state, &raw_id).await?;
+    let id = case_id(&raw_id)?;
     let agent_phone = PhoneNumber::parse(&body.value.agent_phone)
         .map_err(|error| ApiError::invalid_field("agent_phone", error.message))?;
-    if case.status.is_terminal() {
-        return Err(ApiError::conflict(format!(
-            "the case is {}; its masked number is released",
-            case.status
-        )));
-    }
-    let other = match body.value.party {
-        CallParty::Customer => case.customer.phone.clone(),
-        CallParty::Driver => {
-            let job = state
-                .store
-                .active_job(case.id)
-                .await?
-                .ok_or_else(|| ApiError::conflict("no truck is assigned to the case"))?;
-            let phone = state
-                .store
-                .get_vehicle(job.vehicle_id)
-                .await?
-                .and_then(|vehicle| vehicle.driver_phone)
-                .ok_or_else(|| {
-                    ApiError::conflict("the provider registered no driver phone for the truck")
-                })?;
-            PhoneNumber::parse(&phone).map_err(|error| {
-                ApiError::internal(anyhow::anyhow!("stored driver phone: {}", error.message))
-            })?
-        }
+    let callee = match body.value.party {
+        CallParty::Customer => Callee::Customer,
+        CallParty::Driver => Callee::Driver,
     };
-    let binding = state
-        .phone
-        .bind(case.id, &agent_phone, &other)
+    let (case, binding) = state
+        .calls
+        .agent_call(id, callee, &agent_phone)
         .await
         .map_err(|error| {
-            bridge_error(
+            call_error(
                 error,
                 "agent_phone",
                 "is the number of the party being called",
             )
         })?;
-    tracing::info!(case_id = %case.id, party = ?body.value.party, "masked call bound for an agent");
     Ok(Json(CallBinding {
         case_id: case.id,
         virtual_number: binding.virtual_number.as_str().to_owned(),
@@ -356,8 +303,8 @@ pub async fn providers(
     AgentAuth(_agent): AgentAuth,
 ) -> Result<Json<ProviderList>, ApiError> {
     let mut providers: Vec<ProviderSummary> = state
-        .store
-        .list_providers()
+        .registry
+        .providers()
         .await?
         .into_iter()
         .map(|provider| ProviderSummary {

@@ -3,17 +3,15 @@
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
-use domain::ports::{CaseFilter, CreateCaseOutcome, IdempotencyClaim, TriageWrite, TriagedCase};
-use domain::{
-    Actor, Case, CaseId, CaseInput, CaseStatus, Channel, Event, EventKind, NewCase, NewEvent, Role,
-    Service,
-};
+use domain::ports::CaseFilter;
+use domain::{Actor, Case, CaseId, CaseInput, CaseStatus, Channel, Event, NewCase, Role, Service};
 use serde::{Deserialize, Serialize};
 
 use crate::api::error::{ApiError, ErrorBody};
 use crate::api::extract::{AgentAuth, ApiJson, ClientIp, Principal};
-use crate::state::{AppState, check_limit};
-use crate::telemetry::{CASES_CREATED, RATE_LIMITED};
+use crate::api::state::{AppState, check_limit};
+use crate::services::intake::{CaseRequest, IdempotencyKey, IntakeError, Opened};
+use crate::telemetry::RATE_LIMITED;
 
 /// Header that makes case creation safe to retry.
 pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
@@ -88,131 +86,41 @@ pub async fn create_case(
         other => return Err(other.refusal("agents or the app")),
     };
     let key = idempotency_key(&headers)?;
-    let request_hash = body.canonical_sha256;
-    let safety = body.value.safety.unwrap_or_default();
-    let new_case = NewCase::parse(body.value)?;
-    let started = std::time::Instant::now();
-    let now = domain::time::to_storage_precision(state.clock.now());
-    let case = new_case.open(CaseId::new_v7(), now);
-    let actor = principal.actor();
-    let created = NewEvent::new(
-        EventKind::Created,
-        actor,
-        now,
-        serde_json::json!({
-            "channel": case.channel,
-            "service": case.service,
-            "tier": case.tier,
-            "fault_category": case.fault.category,
-            "symptoms": case.fault.symptoms,
-            "road_kind": case.location.road_kind,
-            "powertrain": case.customer.powertrain,
-            "safety": safety,
+    let request = CaseRequest {
+        safety: body.value.safety.unwrap_or_default(),
+        actor: principal.actor(),
+        idempotency: key.map(|key| IdempotencyKey {
+            scope,
+            key,
+            request_hash: body.canonical_sha256,
         }),
-    );
-    let tracking_url = format!(
-        "{}/track/{}",
-        state.public_url,
-        state.keys.customer_token(case.id)
-    );
-    // The stored replay leaves the token out; it is derived again from the case id.
-    let claim = key.map(|key| IdempotencyClaim {
-        scope,
-        key,
-        request_hash,
-        response: serde_json::json!({ "case": case }),
-        created_at: now,
-    });
-    // Triage is decided now and written with the case, and so is the first offer when
-    // the case needs a vehicle: one commit from request to offer.
-    let dispatcher = &state.dispatcher;
-    let mut triage =
-        dispatcher
-            .desk()
-            .decide(&case, crate::diagnosis::safety_flags(&safety), |case| {
-                dispatcher.expected_eta_s(case)
-            });
-    if let TriageWrite::Dispatch { offers, .. } = &mut triage.write {
-        *offers = dispatcher.first_offers(&case);
-    }
-    let written = match state
-        .store
-        .create_triaged_case(&case, &created, claim.as_ref(), &triage.write)
-        .await
-    {
-        // A first offer that cannot be written (a vehicle claimed by a case of another
-        // instance in a way the claim did not see) must not cost the case: write it
-        // without, and leave the offer to the matcher.
-        Err(error) if triage.has_offers() => {
-            tracing::warn!(case_id = %case.id, error = %error, "writing the first offer with the case failed; creating the case alone");
-            triage.drop_offers();
-            state
-                .store
-                .create_triaged_case(&case, &created, claim.as_ref(), &triage.write)
-                .await?
-        }
-        other => other?,
+        case: NewCase::parse(body.value)?,
     };
-    match written {
-        (CreateCaseOutcome::Created(case), triaged) => {
-            metrics::counter!(CASES_CREATED, "channel" => case.channel.as_str()).increment(1);
-            tracing::info!(case_id = %case.id, channel = %case.channel, service = %case.service, "case created");
-            match triaged {
-                Some(TriagedCase::Offered { offer, .. }) => {
-                    triage.record(case.id);
-                    dispatcher.offered_at_intake(&offer, started);
-                }
-                Some(TriagedCase::Dispatching(dispatching)) => {
-                    triage.record(case.id);
-                    dispatcher.spawn_dispatch_new(*dispatching, started);
-                }
-                Some(TriagedCase::Queued(ticket)) => {
-                    triage.record(case.id);
-                    crate::diagnosis::count_ticket("queued", &ticket);
-                }
-                // The store triages every case it creates; should one come back without,
-                // the intake path (which triages by case id) takes it in.
-                None => state.spawn_intake(case.id),
-            }
-            let customer_token = state.keys.customer_token(case.id);
-            Ok((
-                StatusCode::CREATED,
-                Json(CreatedCase {
-                    case: *case,
-                    customer_token,
-                    tracking_url,
-                }),
-            ))
-        }
-        (
-            CreateCaseOutcome::Replayed {
-                case_id,
-                request_hash: first_hash,
-                response,
-            },
-            _,
-        ) => {
-            if first_hash != request_hash {
-                return Err(ApiError::new(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    "idempotency_key_reused",
-                    "this Idempotency-Key was used with a different request body",
-                ));
-            }
-            let case: Case =
-                serde_json::from_value(response["case"].clone()).map_err(ApiError::internal)?;
-            let customer_token = state.keys.customer_token(case_id);
-            tracing::info!(case_id = %case_id, "idempotent replay of case creation");
-            Ok((
-                StatusCode::CREATED,
-                Json(CreatedCase {
-                    case,
-                    tracking_url: format!("{}/track/{}", state.public_url, customer_token),
-                    customer_token,
-                }),
-            ))
-        }
-    }
+    let opened = state
+        .intake
+        .open_case(request)
+        .await
+        .map_err(|error| match error {
+            IntakeError::KeyReused => ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "idempotency_key_reused",
+                error.to_string(),
+            ),
+            IntakeError::CorruptReplay(cause) => ApiError::internal(cause),
+            IntakeError::Store(cause) => cause.into(),
+        })?;
+    let case = match opened {
+        Opened::Created(case) | Opened::Replayed(case) => *case,
+    };
+    let customer_token = state.keys.customer_token(case.id);
+    Ok((
+        StatusCode::CREATED,
+        Json(CreatedCase {
+            tracking_url: format!("{}/track/{}", state.public_url, customer_token),
+            customer_token,
+            case,
+        }),
+    ))
 }
 
 /// Reads a case: an agent any case, a customer only their own, a phone expert only a
@@ -230,26 +138,17 @@ pub async fn get_case(
     let id = case_id(&raw_id)?;
     match &principal {
         Principal::User(user) if user.role == Role::Expert => {
-            let holds = state
-                .store
-                .case_ticket(id)
-                .await?
-                .is_some_and(|ticket| ticket.claimed_by == Some(user.id));
-            if !holds {
+            if !state.cases.expert_holds(id, user.id).await? {
                 return Err(ApiError::not_found("case"));
             }
         }
         other => authorize_case_reader(other, id)?,
     }
-    let mut case = state
-        .store
-        .get_case(id)
+    let case = state
+        .cases
+        .get(id)
         .await?
         .ok_or_else(|| ApiError::not_found("case"))?;
-    // The live prediction, fresher than the stored one.
-    if let Some(predicted) = state.tracking.predicted_arrival(id) {
-        case.predicted_arrival = Some(predicted);
-    }
     Ok(Json(case))
 }
 
@@ -307,7 +206,7 @@ pub async fn cancel_case(
             _ => "agent_request".to_owned(),
         });
     let case = state
-        .dispatcher
+        .cascade
         .cancel_case(id, &actor, &reason)
         .await
         .map_err(|error| match error {
@@ -389,7 +288,7 @@ pub async fn list_cases(
         // One more than asked tells whether another page exists.
         limit: limit + 1,
     };
-    let mut cases = state.store.list_cases(&filter).await?;
+    let mut cases = state.cases.list(&filter).await?;
     let next_cursor = if cases.len() > limit as usize {
         cases.truncate(limit as usize);
         cases.last().map(|case| case.id.to_string())
@@ -418,7 +317,7 @@ pub async fn timeline(
     Path(raw_id): Path<String>,
 ) -> Result<Json<Timeline>, ApiError> {
     let id = case_id(&raw_id)?;
-    let events = state.store.timeline(id).await?;
+    let events = state.cases.timeline(id).await?;
     if events.is_empty() {
         return Err(ApiError::not_found("case"));
     }

@@ -8,14 +8,13 @@ use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use domain::{Case, DiagnosisTicket, PhoneNumber, Role, TicketId, TicketOutcome, User};
-use remote_diagnosis::{
-    BridgeError, DiagnosisRecord, DiagnosisReport, PhoneBridge, ReportCase, RulesDocument,
-};
+use remote_diagnosis::{BridgeError, DiagnosisReport, RulesDocument};
 use serde::{Deserialize, Serialize};
 
 use crate::api::error::{ApiError, ErrorBody};
 use crate::api::extract::{AdminAuth, ApiJson, Principal};
-use crate::state::AppState;
+use crate::api::state::AppState;
+use crate::services::calls::CallError;
 
 /// A phone expert (a console user with role `expert`); their skills come from their user
 /// record.
@@ -131,14 +130,7 @@ pub async fn queue(
     State(state): State<AppState>,
     ExpertAuth(_expert): ExpertAuth,
 ) -> Result<Json<QueueView>, ApiError> {
-    let tickets = state.store.open_tickets(500).await?;
-    let now = state.clock.now();
-    let waiting = tickets
-        .iter()
-        .filter(|ticket| {
-            ticket.claimed_by.is_none() || ticket.claim_expires_at.is_some_and(|at| at <= now)
-        })
-        .count();
+    let (tickets, waiting) = state.diagnosis.queue().await?;
     Ok(Json(QueueView { tickets, waiting }))
 }
 
@@ -154,14 +146,9 @@ pub async fn claim(
     State(state): State<AppState>,
     ExpertAuth(expert): ExpertAuth,
 ) -> Result<Response, ApiError> {
-    let Some(ticket) = state.diagnosis.claim(&expert).await? else {
+    let Some((ticket, case)) = state.diagnosis.claim(&expert).await? else {
         return Ok(StatusCode::NO_CONTENT.into_response());
     };
-    let case = state
-        .store
-        .get_case(ticket.case_id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("case"))?;
     Ok(Json(TicketWithCase { ticket, case }).into_response())
 }
 
@@ -248,7 +235,6 @@ pub async fn escalate(
 ) -> Result<Json<TicketWithCase>, ApiError> {
     let notes = notes(body)?;
     let (ticket, case) = report(&state, &expert, &raw_id, TicketOutcome::Escalated, notes).await?;
-    state.spawn_dispatch(case.id);
     Ok(Json(TicketWithCase { ticket, case }))
 }
 
@@ -274,9 +260,11 @@ pub struct CallBinding {
 
 /// The answer to a failed masked-call binding: 503 `phone_pool_exhausted` (retry in 30 s)
 /// when every number is taken, 422 on `field` when the caller would call themselves.
-pub(crate) fn bridge_error(error: BridgeError, field: &str, same_party: &str) -> ApiError {
+pub(crate) fn call_error(error: CallError, field: &str, same_party: &str) -> ApiError {
     match error {
-        BridgeError::PoolExhausted { .. } => {
+        CallError::NotFound(what) => ApiError::not_found(what),
+        CallError::Conflict(message) => ApiError::conflict(message),
+        CallError::Bridge(BridgeError::PoolExhausted { .. }) => {
             let mut api_error = ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "phone_pool_exhausted",
@@ -285,8 +273,10 @@ pub(crate) fn bridge_error(error: BridgeError, field: &str, same_party: &str) ->
             api_error.set_retry_after(30);
             api_error
         }
-        BridgeError::SameParty => ApiError::invalid_field(field, same_party),
-        other => ApiError::internal(other),
+        CallError::Bridge(BridgeError::SameParty) => ApiError::invalid_field(field, same_party),
+        CallError::Bridge(other) => ApiError::internal(other),
+        CallError::Store(cause) => cause.into(),
+        CallError::StoredNumber(message) => ApiError::internal(anyhow::anyhow!(message)),
     }
 }
 
@@ -311,27 +301,11 @@ pub async fn call(
     let id = ticket_id(&raw_id)?;
     let expert_phone = PhoneNumber::parse(&body.value.expert_phone)
         .map_err(|error| ApiError::invalid_field("expert_phone", error.message))?;
-    let ticket = state
-        .store
-        .get_ticket(id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("ticket"))?;
-    if ticket.outcome.is_some() || ticket.claimed_by != Some(expert.id) {
-        return Err(ApiError::conflict(
-            "you do not hold an open claim on this ticket",
-        ));
-    }
-    let case = state
-        .store
-        .get_case(ticket.case_id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("case"))?;
-    let binding = state
-        .phone
-        .bind(case.id, &expert_phone, &case.customer.phone)
+    let (case, binding) = state
+        .calls
+        .expert_call(id, &expert, &expert_phone)
         .await
-        .map_err(|error| bridge_error(error, "expert_phone", "is the customer's own number"))?;
-    tracing::info!(case_id = %case.id, ticket_id = %ticket.id, "masked call bound");
+        .map_err(|error| call_error(error, "expert_phone", "is the customer's own number"))?;
     Ok(Json(CallBinding {
         case_id: case.id,
         virtual_number: binding.virtual_number.as_str().to_owned(),
@@ -387,26 +361,6 @@ pub async fn report_view(
     if from >= to {
         return Err(ApiError::bad_request("from must be before to"));
     }
-    let rows = state.store.diagnosis_report_rows(from, to).await?;
-    let cases: Vec<ReportCase> = rows
-        .into_iter()
-        .map(|row| ReportCase {
-            case_id: row.case_id,
-            category: row.category,
-            diagnosis: row.ticket.and_then(|ticket| {
-                Some(DiagnosisRecord {
-                    outcome: ticket.outcome?.as_str().parse().ok()?,
-                    queued_at: ticket.queued_at,
-                    first_claimed_at: ticket.first_claimed_at,
-                    closed_at: ticket.closed_at?,
-                    expected_truck_eta_s: ticket.expected_truck_eta_s,
-                })
-            }),
-        })
-        .collect();
-    Ok(Json(DiagnosisReportView {
-        from,
-        to,
-        report: DiagnosisReport::compute(&cases),
-    }))
+    let report = state.diagnosis.report_between(from, to).await?;
+    Ok(Json(DiagnosisReportView { from, to, report }))
 }

@@ -3,15 +3,16 @@
 
 use axum::Json;
 use axum::extract::{Path, Query, State};
-use domain::ports::{ManualAssignment, StoreError};
+use domain::ports::StoreError;
 use domain::{
-    Alert, AlertState, Case, CaseId, Offer, OfferId, ProviderId, Service, VehicleId, VehicleState,
+    Alert, AlertState, Case, CaseId, Offer, ProviderId, Service, VehicleId, VehicleState,
 };
 use serde::{Deserialize, Serialize};
 
+use crate::api::case_actions::assign_error;
 use crate::api::error::{ApiError, ErrorBody};
 use crate::api::extract::{AgentAuth, ApiJson};
-use crate::state::AppState;
+use crate::api::state::AppState;
 
 /// Most vehicles one map query returns.
 const MAX_MAP_VEHICLES: usize = 20_000;
@@ -157,62 +158,15 @@ pub async fn assign(
     body: ApiJson<AssignRequest>,
 ) -> Result<Json<Case>, ApiError> {
     let id = case_id(&raw_id)?;
-    let case = state
-        .store
-        .get_case(id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("case"))?;
-    let vehicle_id = body.value.vehicle_id;
-    let vehicle = state
-        .store
-        .get_vehicle(vehicle_id)
-        .await?
-        .ok_or_else(|| ApiError::invalid_field("vehicle_id", "no such vehicle"))?;
-    if !vehicle.capabilities.contains(&case.service) {
-        return Err(ApiError::invalid_field(
-            "vehicle_id",
-            format!("the vehicle cannot do {}", case.service),
-        ));
-    }
-    let position = state
-        .registry
-        .index()
-        .get(vehicle_id)
-        .map(|v| v.position)
-        .or_else(|| vehicle.last_fix.as_ref().map(|fix| fix.position));
-    let (eta_s, distance_m) = match position {
-        Some(position) => (
-            state.dispatcher.eta_model().eta_s(
-                &position,
-                &case.location.position,
-                case.location.road_kind,
-            ),
-            position.distance_m(&case.location.position),
-        ),
-        // No position known: promise an hour, the agent can tell the customer better.
-        None => (3600, 0.0),
-    };
-    let assignment = ManualAssignment {
-        offer_id: OfferId::new_v7(),
-        vehicle_id,
-        eta_s,
-        distance_m,
-    };
     let actor = domain::Actor::User {
         role: agent.role,
         id: agent.id,
     };
-    let (case, _offer, released) = state
-        .store
-        .assign_vehicle(id, &assignment, &actor, state.clock.now())
+    let case = state
+        .cascade
+        .assign_manually(id, body.value.vehicle_id, &actor)
         .await
-        .map_err(|error| match error {
-            StoreError::NotFound => ApiError::not_found("case"),
-            other => other.into(),
-        })?;
-    state.apply_released(&released);
-    state.registry.set_state(vehicle_id, VehicleState::Busy);
-    tracing::info!(case_id = %case.id, vehicle = %vehicle_id, "vehicle assigned by an agent");
+        .map_err(assign_error)?;
     Ok(Json(case))
 }
 
@@ -233,14 +187,13 @@ pub async fn redispatch(
         id: agent.id,
     };
     let case = state
-        .store
-        .redispatch_case(id, &actor, state.clock.now())
+        .cascade
+        .redispatch(id, &actor)
         .await
         .map_err(|error| match error {
             StoreError::NotFound => ApiError::not_found("case"),
             other => other.into(),
         })?;
-    state.spawn_dispatch(id);
     Ok(Json(case))
 }
 
@@ -263,12 +216,12 @@ pub async fn case_offers(
     Path(raw_id): Path<String>,
 ) -> Result<Json<CaseOffers>, ApiError> {
     let id = case_id(&raw_id)?;
-    if state.store.get_case(id).await?.is_none() {
-        return Err(ApiError::not_found("case"));
-    }
-    Ok(Json(CaseOffers {
-        offers: state.store.case_offers(id).await?,
-    }))
+    let offers = state
+        .cascade
+        .case_offers(id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("case"))?;
+    Ok(Json(CaseOffers { offers }))
 }
 
 /// Which alerts.
@@ -306,6 +259,6 @@ pub async fn alerts(
         return Err(ApiError::bad_request("limit must be between 1 and 1000"));
     }
     Ok(Json(AlertList {
-        alerts: state.store.list_alerts(query.state, limit).await?,
+        alerts: state.alerts.list(query.state, limit).await?,
     }))
 }

@@ -14,8 +14,8 @@ use secrecy::ExposeSecret;
 use serde::de::DeserializeOwned;
 
 use crate::api::error::ApiError;
+use crate::api::state::AppState;
 use crate::security::{self, API_KEY_PREFIX, CUSTOMER_PREFIX, SESSION_PREFIX};
-use crate::state::AppState;
 
 /// Name of the console session cookie.
 pub const SESSION_COOKIE: &str = "rescue_session";

@@ -10,7 +10,7 @@ use domain::CaseStatus;
 use serde::Serialize;
 
 use crate::api::error::ErrorBody;
-use crate::state::AppState;
+use crate::api::state::AppState;
 use crate::telemetry::CASES;
 
 /// Health answer.

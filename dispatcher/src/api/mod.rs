@@ -7,6 +7,7 @@ pub mod auth;
 pub mod case_actions;
 pub mod cases;
 pub mod console;
+pub mod devices;
 pub mod diagnosis;
 pub mod dispatch;
 pub mod error;
@@ -14,6 +15,8 @@ pub mod extract;
 pub mod health;
 pub mod observe;
 pub mod provider;
+pub mod state;
+pub mod stream;
 pub mod tracking;
 pub mod webhooks;
 
@@ -34,7 +37,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use utoipa_swagger_ui::SwaggerUi;
 
-use crate::state::AppState;
+use crate::api::state::AppState;
 
 /// The OpenAPI document's frame; the paths come from the routes.
 #[derive(OpenApi)]
@@ -113,7 +116,7 @@ pub fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(dispatch::alerts))
         .routes(routes!(webhooks::list_webhooks))
         .routes(routes!(webhooks::provider_webhooks))
-        .routes(routes!(crate::stream::sse::stream))
+        .routes(routes!(stream::stream))
         .routes(routes!(
             diagnosis::get_triage_rules,
             diagnosis::put_triage_rules
@@ -129,10 +132,7 @@ pub fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(tracking::resolve))
         .routes(routes!(tracking::track))
         .routes(routes!(tracking::page))
-        .routes(routes!(
-            crate::devices::osmand_get,
-            crate::devices::osmand_post
-        ))
+        .routes(routes!(devices::osmand_get, devices::osmand_post))
 }
 
 /// The OpenAPI document, as served at `/openapi.json`.
@@ -321,7 +321,7 @@ pub fn osmand_router(state: AppState) -> Router {
     for path in OSMAND_PORT_PATHS {
         router = router.route(
             path,
-            axum::routing::get(crate::devices::osmand_get).post(crate::devices::osmand_post),
+            axum::routing::get(devices::osmand_get).post(devices::osmand_post),
         );
     }
     router

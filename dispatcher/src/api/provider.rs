@@ -7,15 +7,15 @@ use axum::http::StatusCode;
 use domain::fleet::validate_external_vehicle_id;
 use domain::ports::StoreError;
 use domain::{
-    Case, CaseId, CaseStatus, DeclineReason, Offer, OfferId, RoadKind, Service, Vehicle,
-    VehicleRegistration,
+    Case, CaseId, CaseStatus, DeclineReason, Offer, OfferId, Service, Vehicle, VehicleRegistration,
 };
 use serde::{Deserialize, Serialize};
 
 use crate::api::error::{ApiError, ErrorBody};
 use crate::api::extract::{ApiJson, ProviderAuth};
-use crate::registry::{FixInput, Rejection};
-use crate::state::AppState;
+use crate::api::state::AppState;
+use crate::services::fleet_ingest::{FixInput, Rejection};
+pub use crate::services::views::{JobLocation, OfferView};
 
 /// Most positions in one batch.
 pub const MAX_FIXES_PER_BATCH: usize = 1000;
@@ -69,11 +69,11 @@ pub async fn get_vehicle(
     Path(vehicle_id): Path<String>,
 ) -> Result<Json<Vehicle>, ApiError> {
     let vehicle = state
-        .store
-        .find_vehicle(provider.id, &vehicle_id)
+        .registry
+        .provider_vehicle(provider.id, &vehicle_id)
         .await?
         .ok_or_else(|| ApiError::not_found("vehicle"))?;
-    Ok(Json(state.registry.live_view(vehicle)))
+    Ok(Json(vehicle))
 }
 
 /// The provider's vehicles.
@@ -91,13 +91,7 @@ pub async fn list_vehicles(
     State(state): State<AppState>,
     ProviderAuth(provider): ProviderAuth,
 ) -> Result<Json<VehicleList>, ApiError> {
-    let vehicles = state
-        .store
-        .list_provider_vehicles(provider.id)
-        .await?
-        .into_iter()
-        .map(|vehicle| state.registry.live_view(vehicle))
-        .collect();
+    let vehicles = state.registry.provider_vehicles(provider.id).await?;
     Ok(Json(VehicleList { vehicles }))
 }
 
@@ -166,87 +160,6 @@ pub async fn post_positions(
     }))
 }
 
-/// Where the customer is, as a provider sees it.
-#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct JobLocation {
-    /// Latitude, WGS-84.
-    pub lat: f64,
-    /// Longitude, WGS-84.
-    pub lon: f64,
-    /// Address or landmark.
-    pub address: Option<String>,
-    /// Road kind.
-    pub road_kind: RoadKind,
-}
-
-impl From<&Case> for JobLocation {
-    fn from(case: &Case) -> Self {
-        JobLocation {
-            lat: case.location.position.lat(),
-            lon: case.location.position.lon(),
-            address: case.location.address.clone(),
-            road_kind: case.location.road_kind,
-        }
-    }
-}
-
-/// An offer as the provider sees it: enough to decide, no personal data yet.
-#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct OfferView {
-    /// Offer id.
-    pub id: OfferId,
-    /// The case.
-    pub case_id: CaseId,
-    /// The provider's own id of the offered vehicle.
-    pub vehicle_id: String,
-    /// The job.
-    pub service: Service,
-    /// Where.
-    pub location: JobLocation,
-    /// The fault category.
-    pub fault_category: domain::FaultCategory,
-    /// Our estimate of the time to reach the customer, seconds.
-    pub eta_s: u32,
-    /// Great-circle distance, metres.
-    pub distance_m: f64,
-    /// Sent.
-    pub sent_at: chrono::DateTime<chrono::Utc>,
-    /// Answer before this.
-    pub expires_at: chrono::DateTime<chrono::Utc>,
-    /// Where the offer stands.
-    pub state: domain::OfferState,
-}
-
-pub(crate) async fn offer_view(state: &AppState, offer: &Offer) -> Result<OfferView, ApiError> {
-    let case = state
-        .store
-        .get_case(offer.case_id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("case"))?;
-    let vehicle_id = match state.registry.meta(offer.vehicle_id) {
-        Some(meta) => meta.external_id,
-        None => state
-            .store
-            .get_vehicle(offer.vehicle_id)
-            .await?
-            .map(|vehicle| vehicle.vehicle_id)
-            .unwrap_or_default(),
-    };
-    Ok(OfferView {
-        id: offer.id,
-        case_id: offer.case_id,
-        vehicle_id,
-        service: case.service,
-        location: JobLocation::from(&case),
-        fault_category: case.fault.category,
-        eta_s: offer.eta_s,
-        distance_m: offer.distance_m.round(),
-        sent_at: offer.sent_at,
-        expires_at: offer.expires_at,
-        state: offer.state,
-    })
-}
-
 /// The provider's pending offers.
 #[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct OfferList {
@@ -262,14 +175,7 @@ pub async fn list_offers(
     State(state): State<AppState>,
     ProviderAuth(provider): ProviderAuth,
 ) -> Result<Json<OfferList>, ApiError> {
-    let now = state.clock.now();
-    let mut offers = Vec::new();
-    for offer in state.store.pending_offers(provider.id).await? {
-        // Expired but not swept yet: no longer answerable, so not shown.
-        if offer.expires_at > now {
-            offers.push(offer_view(&state, &offer).await?);
-        }
-    }
+    let offers = state.cascade.provider_offers(provider.id).await?;
     Ok(Json(OfferList { offers }))
 }
 
@@ -340,22 +246,19 @@ pub async fn accept_offer(
         ));
     }
     let (offer, case) = state
-        .dispatcher
+        .cascade
         .accept_offer(offer_id, provider.id, eta_s)
         .await
         .map_err(|error| offer_error(error, "offer"))?;
-    Ok(Json(job_view(&state, &case, &offer)))
+    let vehicle_ref = state.cascade.vehicle_ref(offer.vehicle_id);
+    Ok(Json(job_view(&case, vehicle_ref)))
 }
 
-fn job_view(state: &AppState, case: &Case, offer: &Offer) -> JobView {
+fn job_view(case: &Case, vehicle_ref: String) -> JobView {
     JobView {
         case_id: case.id,
         status: case.status,
-        vehicle_id: state
-            .registry
-            .meta(offer.vehicle_id)
-            .map(|meta| meta.external_id)
-            .unwrap_or_default(),
+        vehicle_id: vehicle_ref,
         service: case.service,
         location: JobLocation::from(case),
         customer: JobCustomer {
@@ -401,7 +304,7 @@ pub async fn decline_offer(
 ) -> Result<Json<Offer>, ApiError> {
     let offer_id: OfferId = offer_id.parse().map_err(|_| ApiError::not_found("offer"))?;
     let offer = state
-        .dispatcher
+        .cascade
         .decline_offer(offer_id, provider.id, body.value.reason)
         .await
         .map_err(|error| offer_error(error, "offer"))?;
@@ -451,7 +354,7 @@ pub async fn job_status(
         ));
     }
     let case = state
-        .dispatcher
+        .cascade
         .report_job_status(case_id, provider.id, to)
         .await
         .map_err(|error| offer_error(error, "job"))?;

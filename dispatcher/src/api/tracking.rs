@@ -6,12 +6,12 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderValue, header};
 use axum::response::{Html, IntoResponse, Response};
 use domain::ports::StoreError;
-use domain::{Alert, AlertId, CaseId, CaseStatus, Service};
-use serde::{Deserialize, Serialize};
+use domain::{Alert, AlertId, CaseId};
 
 use crate::api::error::{ApiError, ErrorBody};
 use crate::api::extract::AgentAuth;
-use crate::state::AppState;
+use crate::api::state::AppState;
+pub use crate::services::tracking::{CustomerUpdate, TrackedPoint, TrackedVehicle, TrackingView};
 
 fn case_id(raw: &str) -> Result<CaseId, ApiError> {
     raw.parse().map_err(|_| ApiError::not_found("case"))
@@ -31,36 +31,11 @@ pub async fn trajectory(
     Path(raw_id): Path<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let id = case_id(&raw_id)?;
-    if state.store.get_case(id).await?.is_none() {
-        return Err(ApiError::not_found("case"));
-    }
-    let stored = state.store.case_fixes(id).await?;
-    let vehicle = match stored.first() {
-        Some(fix) => fix.vehicle_id,
-        None => match state
-            .store
-            .case_offers(id)
-            .await?
-            .into_iter()
-            .rev()
-            .find(|o| o.state == domain::OfferState::Accepted)
-        {
-            Some(job) => job.vehicle_id,
-            None => domain::VehicleId(uuid::Uuid::nil()),
-        },
-    };
-    let fixes: Vec<tracker::Fix> = stored
-        .iter()
-        .map(|stored| tracker::Fix {
-            at: stored.fix.ts,
-            position: stored.fix.position,
-            speed_kmh: stored.fix.speed_kmh,
-        })
-        .collect();
-    let filter = crate::tracking::tracker_config(&state.config.settings)
-        .progress
-        .filter;
-    let path = tracker::Trajectory::from_fixes(id, vehicle, &fixes, &filter);
+    let path = state
+        .tracking
+        .trajectory(id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("case"))?;
     let document = serde_json::to_value(&path).map_err(ApiError::internal)?;
     Ok(Json(document))
 }
@@ -92,8 +67,8 @@ pub async fn acknowledge(
         id: agent.id,
     };
     let alert = state
-        .store
-        .acknowledge_alert(alert_id(&raw_id)?, &actor, state.clock.now())
+        .alerts
+        .acknowledge(alert_id(&raw_id)?, &actor)
         .await
         .map_err(alert_error)?;
     Ok(Json(alert))
@@ -115,72 +90,11 @@ pub async fn resolve(
         id: agent.id,
     };
     let alert = state
-        .store
-        .resolve_alert(alert_id(&raw_id)?, &actor, state.clock.now())
+        .alerts
+        .resolve(alert_id(&raw_id)?, &actor)
         .await
         .map_err(alert_error)?;
     Ok(Json(alert))
-}
-
-/// The truck as the customer sees it: roughly where, never exactly.
-#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct TrackedVehicle {
-    /// Latitude rounded to about 50 m.
-    pub lat: f64,
-    /// Longitude rounded to about 50 m.
-    pub lon: f64,
-    /// When the position was taken.
-    pub updated_at: chrono::DateTime<chrono::Utc>,
-}
-
-/// What the customer's tracking page shows.
-#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct TrackingView {
-    /// Where the case stands.
-    pub status: CaseStatus,
-    /// The service on its way.
-    pub service: Service,
-    /// The customer's own position (as they gave it).
-    pub customer: TrackedPoint,
-    /// When help was promised.
-    pub promised_arrival: Option<chrono::DateTime<chrono::Utc>>,
-    /// When help is now expected.
-    pub predicted_arrival: Option<chrono::DateTime<chrono::Utc>>,
-    /// Distance still to go, rounded to 100 m.
-    pub remaining_distance_m: Option<f64>,
-    /// The truck, while it is on its way (none before assignment, on scene or after).
-    pub vehicle: Option<TrackedVehicle>,
-    /// Messages the seat agents sent the customer, oldest first.
-    pub updates: Vec<CustomerUpdate>,
-}
-
-/// A message from a seat agent to the customer.
-#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct CustomerUpdate {
-    /// When it was sent.
-    pub at: chrono::DateTime<chrono::Utc>,
-    /// The message.
-    pub message: String,
-}
-
-/// A point.
-#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct TrackedPoint {
-    /// Latitude.
-    pub lat: f64,
-    /// Longitude.
-    pub lon: f64,
-}
-
-/// Rounds a position to a grid of about 50 m, so the page never reveals the driver's
-/// exact whereabouts.
-fn round_50m(lat: f64, lon: f64) -> (f64, f64) {
-    let lat_step = 50.0 / 111_195.0;
-    let lon_step = lat_step / lat.to_radians().cos().max(0.01);
-    (
-        (lat / lat_step).round() * lat_step,
-        (lon / lon_step).round() * lon_step,
-    )
 }
 
 /// The customer's tracking data, by the token of their case (from `tracking_url`). An
@@ -196,61 +110,12 @@ pub async fn track(
         .keys
         .verify_customer_token(&token)
         .ok_or_else(|| ApiError::not_found("tracking link"))?;
-    let case = state
-        .store
-        .get_case(case_id)
+    let view = state
+        .tracking
+        .customer_view(case_id)
         .await?
         .ok_or_else(|| ApiError::not_found("tracking link"))?;
-    let on_the_way = matches!(case.status, CaseStatus::Assigned | CaseStatus::EnRoute);
-    let mut vehicle = None;
-    let mut remaining = None;
-    if on_the_way && let Some(job) = state.store.active_job(case.id).await? {
-        let live = state.registry.latest_fix(job.vehicle_id);
-        if let Some(fix) = live {
-            let (lat, lon) = round_50m(fix.position.lat(), fix.position.lon());
-            vehicle = Some(TrackedVehicle {
-                lat,
-                lon,
-                updated_at: fix.ts,
-            });
-            remaining =
-                Some((fix.position.distance_m(&case.location.position) / 100.0).round() * 100.0);
-        }
-    }
-    let snapshot = state.tracking.snapshot(case.id);
-    if let Some(distance) = snapshot.and_then(|s| s.remaining_distance_m) {
-        remaining = Some((distance / 100.0).round() * 100.0);
-    }
-    let predicted = snapshot
-        .and_then(|s| s.predicted_arrival)
-        .or(case.predicted_arrival);
-    let updates = state
-        .store
-        .timeline(case.id)
-        .await?
-        .into_iter()
-        .filter(|event| event.kind == domain::EventKind::CustomerNotified)
-        .filter_map(|event| {
-            let message = event.data.get("message")?.as_str()?.to_owned();
-            Some(CustomerUpdate {
-                at: event.at,
-                message,
-            })
-        })
-        .collect();
-    Ok(Json(TrackingView {
-        status: case.status,
-        service: case.service,
-        customer: TrackedPoint {
-            lat: case.location.position.lat(),
-            lon: case.location.position.lon(),
-        },
-        promised_arrival: case.promised_arrival,
-        predicted_arrival: if on_the_way { predicted } else { None },
-        remaining_distance_m: if on_the_way { remaining } else { None },
-        vehicle,
-        updates,
-    }))
+    Ok(Json(view))
 }
 
 /// The customer's tracking page (HTML; it reads `/v1/track/{token}` and refreshes itself).
@@ -274,19 +139,4 @@ pub async fn page(State(state): State<AppState>, Path(token): Path<String>) -> R
         HeaderValue::from_static("no-referrer"),
     );
     response
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn rounding_moves_a_position_by_at_most_about_35_metres() {
-        let exact = domain::LatLon::new(31.230_417, 121.473_712).unwrap();
-        let (lat, lon) = round_50m(exact.lat(), exact.lon());
-        let rounded = domain::LatLon::new(lat, lon).unwrap();
-        let moved = exact.distance_m(&rounded);
-        assert!(moved <= 36.0, "{moved}");
-        assert_ne!((lat, lon), (exact.lat(), exact.lon()));
-    }
 }

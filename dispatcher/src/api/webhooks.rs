@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::api::error::{ApiError, ErrorBody};
 use crate::api::extract::{AgentAuth, ProviderAuth};
-use crate::state::AppState;
+use crate::api::state::AppState;
 
 /// Filters of the delivery log.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]

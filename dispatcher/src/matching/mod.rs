@@ -1,14 +1,10 @@
-//! Matching: which vehicle gets the offer. Candidates come from the fleet index, are ranked
-//! by ETA and provider record, and the best is claimed and offered in one transaction; a
-//! decline or silence moves on to the next, widening the search, until someone accepts or
-//! the case is escalated to an agent.
+//! Matching, the pure part: how long a vehicle would take to reach a customer
+//! ([`EtaModel`]) and how candidates are ranked ([`rank`]: ETA first, near-ties broken by
+//! the provider's record). The offer cascade that claims and offers the best candidate is
+//! a service: [`crate::services::cascade`].
 
-mod dispatcher;
 mod eta;
 mod rank;
 
-pub use dispatcher::{
-    DISPATCH_LATENCY, DispatchOutcome, DispatchSettings, Dispatcher, ESCALATIONS, OFFERS,
-};
 pub use eta::{EtaModel, StraightLineEta};
 pub use rank::{ProviderScore, ProviderScores, RankedCandidate, rank};

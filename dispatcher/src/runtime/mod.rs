@@ -4,28 +4,56 @@
 //! clock, so tests drive them with manual time and a short period.
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
+use domain::Clock;
+use domain::ports::Store;
 use tokio::task::JoinHandle;
 
-use crate::state::AppState;
+use crate::api::state::Limits;
+use crate::config::Settings;
+use crate::services::cascade::OfferCascade;
+use crate::services::diagnosis::DiagnosisDesk;
+use crate::services::fleet_ingest::FleetRegistry;
+use crate::services::intake::Intake;
+use crate::services::tracking::Tracking;
 
 /// How far back provider records reach.
 const RECORD_WINDOW_DAYS: i64 = 30;
 
+/// What the background loops drive: the services, and storage for housekeeping.
+pub struct Duties {
+    /// Storage (purges).
+    pub store: Arc<dyn Store>,
+    /// Where "now" comes from.
+    pub clock: Arc<dyn Clock>,
+    /// Intake (cases nobody triaged).
+    pub intake: Arc<Intake>,
+    /// The offer cascade (expiry, retries, provider records).
+    pub cascade: Arc<OfferCascade>,
+    /// The diagnosis desk (rules, claim lapse, fallback).
+    pub diagnosis: Arc<DiagnosisDesk>,
+    /// The fleet (position flush, index rebuild).
+    pub registry: Arc<FleetRegistry>,
+    /// Tracking (delay rules, trajectory flush).
+    pub tracking: Arc<Tracking>,
+    /// The HTTP rate limits (forgetting idle clients).
+    pub limits: Arc<Limits>,
+}
+
 /// Starts every loop; abort the handles to stop them.
-pub fn spawn_all(state: &AppState) -> Vec<JoinHandle<()>> {
-    let settings = &state.config.settings;
+pub fn spawn_all(duties: &Duties, settings: &Settings) -> Vec<JoinHandle<()>> {
     let mut loops = Vec::new();
 
-    let dispatcher = state.dispatcher.clone();
+    let cascade = duties.cascade.clone();
     loops.push(every(
         Duration::from_millis(settings.offer_sweep_ms),
         "offer expiry",
         move || {
-            let dispatcher = dispatcher.clone();
+            let cascade = cascade.clone();
             async move {
-                dispatcher
+                cascade
                     .expire_due()
                     .await
                     .map(|_| ())
@@ -34,40 +62,36 @@ pub fn spawn_all(state: &AppState) -> Vec<JoinHandle<()>> {
         },
     ));
 
-    let dispatcher = state.dispatcher.clone();
+    let (intake, cascade) = (duties.intake.clone(), duties.cascade.clone());
     let retry_every = Duration::from_secs((settings.dispatch_retry_s / 2).max(1));
     loops.push(every(retry_every, "dispatch retry", move || {
-        let dispatcher = dispatcher.clone();
+        let (intake, cascade) = (intake.clone(), cascade.clone());
         async move {
-            dispatcher
-                .retry_stuck()
+            intake.retry_untriaged().await.map_err(|e| e.to_string())?;
+            cascade
+                .retry_waiting()
                 .await
                 .map(|_| ())
                 .map_err(|e| e.to_string())
         }
     }));
 
-    let desk = state.diagnosis.clone();
-    let dispatcher = state.dispatcher.clone();
+    let desk = duties.diagnosis.clone();
     loops.push(every(
         Duration::from_millis(settings.diagnosis_sweep_ms),
         "diagnosis queue",
         move || {
-            let (desk, dispatcher) = (desk.clone(), dispatcher.clone());
+            let desk = desk.clone();
             async move {
                 desk.refresh_rules().await.map_err(|e| e.to_string())?;
                 desk.lapse_expired().await.map_err(|e| e.to_string())?;
-                for case_id in desk.fall_back_due().await.map_err(|e| e.to_string())? {
-                    if let Err(error) = dispatcher.dispatch(case_id).await {
-                        tracing::warn!(case_id = %case_id, error = %error, "dispatch after the diagnosis wait failed; the retry sweep will pick it up");
-                    }
-                }
+                desk.fall_back_due().await.map_err(|e| e.to_string())?;
                 Ok(())
             }
         },
     ));
 
-    let registry = state.registry.clone();
+    let registry = duties.registry.clone();
     loops.push(every(
         Duration::from_millis(settings.fix_flush_ms),
         "position flush",
@@ -83,7 +107,7 @@ pub fn spawn_all(state: &AppState) -> Vec<JoinHandle<()>> {
         },
     ));
 
-    let registry = state.registry.clone();
+    let registry = duties.registry.clone();
     loops.push(every(
         Duration::from_secs(settings.index_rebuild_s.max(1)),
         "index rebuild",
@@ -107,29 +131,29 @@ pub fn spawn_all(state: &AppState) -> Vec<JoinHandle<()>> {
         },
     ));
 
-    let store = state.store.clone();
-    let dispatcher = state.dispatcher.clone();
-    let clock = state.clock.clone();
+    let store = duties.store.clone();
+    let cascade = duties.cascade.clone();
+    let clock = duties.clock.clone();
     loops.push(every(
         Duration::from_secs(60),
         "provider records",
         move || {
-            let (store, dispatcher, clock) = (store.clone(), dispatcher.clone(), clock.clone());
+            let (store, cascade, clock) = (store.clone(), cascade.clone(), clock.clone());
             async move {
                 let since = clock.now() - chrono::Duration::days(RECORD_WINDOW_DAYS);
                 let records = store
                     .provider_records(since)
                     .await
                     .map_err(|e| e.to_string())?;
-                dispatcher.scores().refresh(&records);
+                cascade.scores().refresh(&records);
                 Ok(())
             }
         },
     ));
 
-    let tracking = state.tracking.clone();
+    let tracking = duties.tracking.clone();
     loops.push(every(
-        crate::tracking::Tracking::tick_period(settings),
+        Tracking::tick_period(settings),
         "delay rules",
         move || {
             let tracking = tracking.clone();
@@ -140,7 +164,7 @@ pub fn spawn_all(state: &AppState) -> Vec<JoinHandle<()>> {
         },
     ));
 
-    let tracking = state.tracking.clone();
+    let tracking = duties.tracking.clone();
     loops.push(every(
         Duration::from_secs(1),
         "trajectory flush",
@@ -156,33 +180,32 @@ pub fn spawn_all(state: &AppState) -> Vec<JoinHandle<()>> {
         },
     ));
 
-    let housekeeping = state.clone();
+    let (store, clock, limits) = (
+        duties.store.clone(),
+        duties.clock.clone(),
+        duties.limits.clone(),
+    );
+    let idempotency_ttl = chrono::Duration::seconds(
+        i64::try_from(settings.idempotency_ttl_s).unwrap_or(i64::MAX / 2_000_000),
+    );
+    let retention =
+        chrono::Duration::days(i64::try_from(settings.trajectory_retention_days).unwrap_or(36_500));
     loops.push(every(
         Duration::from_secs(settings.sweep_interval_s.max(1)),
         "housekeeping",
         move || {
-            let state = housekeeping.clone();
+            let (store, clock, limits) = (store.clone(), clock.clone(), limits.clone());
             async move {
-                let now = state.clock.now();
-                let ttl = chrono::Duration::seconds(
-                    i64::try_from(state.config.settings.idempotency_ttl_s)
-                        .unwrap_or(i64::MAX / 2_000_000),
-                );
-                state
-                    .store
-                    .purge_expired(now, now - ttl)
+                let now = clock.now();
+                store
+                    .purge_expired(now, now - idempotency_ttl)
                     .await
                     .map_err(|e| e.to_string())?;
-                let retention = chrono::Duration::days(
-                    i64::try_from(state.config.settings.trajectory_retention_days)
-                        .unwrap_or(36_500),
-                );
-                state
-                    .store
+                store
                     .purge_case_fixes(now - retention)
                     .await
                     .map_err(|e| e.to_string())?;
-                state.limits.forget_idle_clients();
+                limits.forget_idle_clients();
                 Ok(())
             }
         },

@@ -10,8 +10,6 @@
 //! back transaction. So "everything up to id N" is a true statement for subscribers, and
 //! `Last-Event-ID: N` replays exactly what a client missed.
 
-pub mod sse;
-
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, Instant};

@@ -3,7 +3,6 @@
 //! the providers' service areas for the map.
 
 use domain::PhoneNumber;
-use remote_diagnosis::PhoneBridge;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
@@ -200,7 +199,7 @@ api_test!(
             PhoneNumber::parse(customer.body["virtual_number"].as_str().unwrap()).unwrap();
         let reached = app
             .state
-            .phone
+            .calls
             .lookup(&virtual_number, &agent_line)
             .await
             .unwrap();
@@ -261,7 +260,7 @@ api_test!(
         );
         let reached = app
             .state
-            .phone
+            .calls
             .lookup(&virtual_number, &agent_line)
             .await
             .unwrap();

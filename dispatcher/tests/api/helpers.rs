@@ -21,7 +21,7 @@ pub struct TestApp {
     pub client: reqwest::Client,
     pub db: TestDatabaseHandle,
     #[allow(dead_code)]
-    pub state: dispatcher::state::AppState,
+    pub state: dispatcher::api::state::AppState,
     pub jt808: Option<std::net::SocketAddr>,
     pub gt06: Option<std::net::SocketAddr>,
     /// The separate OsmAnd port (`RESCUE_OSMAND_ADDR`).

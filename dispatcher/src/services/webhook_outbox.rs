@@ -34,7 +34,8 @@ use tokio::sync::Notify;
 
 use crate::config::Settings;
 use crate::security::Keys;
-use crate::state::AppState;
+use crate::services::fleet_ingest::FleetRegistry;
+use crate::services::views::offer_view;
 
 /// Events read per round.
 const BATCH: u32 = 500;
@@ -251,16 +252,26 @@ fn wanted(kind: EventKind) -> bool {
 
 /// Turns the event log into outbox rows.
 pub struct WebhookRouter {
-    state: AppState,
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    registry: Arc<FleetRegistry>,
     settings: WebhookSettings,
     wake: Arc<Notify>,
 }
 
 impl WebhookRouter {
-    /// A router over the server's state; `wake` is the worker's waker.
-    pub fn new(state: AppState, settings: WebhookSettings, wake: Arc<Notify>) -> WebhookRouter {
+    /// A router over the event log in `store`; `wake` is the delivery worker's waker.
+    pub fn new(
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+        registry: Arc<FleetRegistry>,
+        settings: WebhookSettings,
+        wake: Arc<Notify>,
+    ) -> WebhookRouter {
         WebhookRouter {
-            state,
+            store,
+            clock,
+            registry,
             settings,
             wake,
         }
@@ -293,7 +304,7 @@ impl WebhookRouter {
 
     /// Turns what is new in the log into deliveries; returns how many were queued.
     pub async fn round(&self, gap_seen_at: &mut Option<Instant>) -> Result<u64, StoreError> {
-        let store = &self.state.store;
+        let store = &self.store;
         let mut queued = 0;
         loop {
             let cursor = store.webhook_cursor().await?;
@@ -331,7 +342,7 @@ impl WebhookRouter {
 
     /// The webhooks one event gives rise to.
     async fn derive(&self, event: &Event) -> Result<Vec<NewWebhook>, StoreError> {
-        let now = self.state.clock.now();
+        let now = self.clock.now();
         match event.kind {
             EventKind::OfferSent | EventKind::OfferWithdrawn | EventKind::OfferExpired => {
                 let name = match event.kind {
@@ -345,18 +356,13 @@ impl WebhookRouter {
                 else {
                     return Ok(Vec::new());
                 };
-                let Some(offer) = self
-                    .state
-                    .store
-                    .get_offer(domain::OfferId(offer_id))
-                    .await?
-                else {
+                let Some(offer) = self.store.get_offer(domain::OfferId(offer_id)).await? else {
                     return Ok(Vec::new());
                 };
                 let Some(provider) = self.provider_with_url(offer.provider_id).await? else {
                     return Ok(Vec::new());
                 };
-                let mut data = match crate::api::provider::offer_view(&self.state, &offer).await {
+                let mut data = match offer_view(self.store.as_ref(), &self.registry, &offer).await {
                     Ok(view) => serde_json::to_value(view).unwrap_or(Value::Null),
                     Err(_) => return Ok(Vec::new()),
                 };
@@ -381,7 +387,7 @@ impl WebhookRouter {
                 } else {
                     "case.updated"
                 };
-                let offers = self.state.store.case_offers(event.case_id).await?;
+                let offers = self.store.case_offers(event.case_id).await?;
                 let mut providers: Vec<(ProviderId, domain::VehicleId)> = offers
                     .iter()
                     .filter(|offer| {
@@ -399,10 +405,9 @@ impl WebhookRouter {
                     let Some(provider) = self.provider_with_url(provider_id).await? else {
                         continue;
                     };
-                    let vehicle_id = match self.state.registry.meta(vehicle) {
+                    let vehicle_id = match self.registry.meta(vehicle) {
                         Some(meta) => meta.external_id,
                         None => self
-                            .state
                             .store
                             .get_vehicle(vehicle)
                             .await?
@@ -430,7 +435,6 @@ impl WebhookRouter {
 
     async fn provider_with_url(&self, id: ProviderId) -> Result<Option<Provider>, StoreError> {
         Ok(self
-            .state
             .store
             .get_provider(id)
             .await?
@@ -461,7 +465,7 @@ impl WebhookRouter {
             url: provider.webhook_url.clone().unwrap_or_default(),
             body: body.to_string(),
             deadline,
-            created_at: self.state.clock.now(),
+            created_at: self.clock.now(),
         }
     }
 }

@@ -1,5 +1,7 @@
-//! The dispatcher: turns a case in `dispatching` into an offer, cascades on decline and
-//! expiry, and escalates when nobody takes the job.
+//! The offer cascade: turns a case in `dispatching` into an offer, cascades on decline and
+//! expiry, escalates when nobody takes the job, and carries out what providers and agents
+//! do with offers and jobs (accept, decline, job status, manual assignment, re-dispatch,
+//! cancel).
 //!
 //! Correctness does not depend on this code being the only one running: the claim of a
 //! vehicle is a conditional update, a case can hold one pending offer, and a vehicle one
@@ -10,20 +12,19 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Instant;
 
-use domain::ports::{DispatchState, NewAlert, NewOffer, Store, StoreError};
+use domain::ports::{DispatchState, ManualAssignment, NewOffer, Store, StoreError};
 use domain::{
-    Actor, AlertId, AlertKind, Case, CaseId, CaseStatus, Clock, EventKind, NewEvent, Offer,
-    OfferId, OfferState, Severity, VehicleState,
+    Actor, AlertKind, Case, CaseId, CaseStatus, Clock, EventKind, NewEvent, Offer, OfferId,
+    OfferState, Severity, VehicleId, VehicleState,
 };
 use parking_lot::Mutex;
 
-use crate::matching::eta::EtaModel;
-use crate::matching::rank::{ProviderScores, RankedCandidate, rank};
-use crate::registry::FleetRegistry;
-use crate::tracking::ALERTS_RAISED;
+use crate::matching::{EtaModel, ProviderScores, RankedCandidate, rank};
+use crate::services::alerts::Alerts;
+use crate::services::fleet_ingest::FleetRegistry;
+use crate::services::views::{OfferView, offer_view};
+use crate::telemetry::DISPATCH_LATENCY;
 
-/// Dispatch latency (case accepted → first offer stored), seconds.
-pub const DISPATCH_LATENCY: &str = "rescue_dispatch_latency_seconds";
 /// Offers made and their outcomes, by `outcome` (`sent`, `accepted`, `declined`,
 /// `expired`, `withdrawn`).
 pub const OFFERS: &str = "rescue_offers_total";
@@ -70,15 +71,15 @@ pub enum DispatchOutcome {
     QueuedForDiagnosis,
 }
 
-/// The dispatcher (see the module docs).
-pub struct Dispatcher {
+/// The offer cascade (see the module docs).
+pub struct OfferCascade {
     store: Arc<dyn Store>,
     registry: Arc<FleetRegistry>,
     eta: Arc<dyn EtaModel>,
     scores: Arc<ProviderScores>,
     clock: Arc<dyn Clock>,
     settings: DispatchSettings,
-    desk: Arc<crate::diagnosis::DiagnosisDesk>,
+    alerts: Arc<Alerts>,
     in_flight: Mutex<HashSet<CaseId>>,
 }
 
@@ -94,8 +95,8 @@ impl Drop for InFlight<'_> {
     }
 }
 
-impl Dispatcher {
-    /// A dispatcher over the given parts.
+impl OfferCascade {
+    /// A cascade over the given parts.
     pub fn new(
         store: Arc<dyn Store>,
         registry: Arc<FleetRegistry>,
@@ -103,16 +104,16 @@ impl Dispatcher {
         scores: Arc<ProviderScores>,
         clock: Arc<dyn Clock>,
         settings: DispatchSettings,
-        desk: Arc<crate::diagnosis::DiagnosisDesk>,
-    ) -> Dispatcher {
-        Dispatcher {
+        alerts: Arc<Alerts>,
+    ) -> OfferCascade {
+        OfferCascade {
             store,
             registry,
             eta,
             scores,
             clock,
             settings,
-            desk,
+            alerts,
             in_flight: Mutex::new(HashSet::new()),
         }
     }
@@ -125,36 +126,6 @@ impl Dispatcher {
     /// The provider scores used for near-ties.
     pub fn scores(&self) -> &Arc<ProviderScores> {
         &self.scores
-    }
-
-    /// The remote-diagnosis desk (triage, the expert queue).
-    pub fn desk(&self) -> &Arc<crate::diagnosis::DiagnosisDesk> {
-        &self.desk
-    }
-
-    /// Takes a new case in: triage decides (with the safety override first) whether it
-    /// waits for a phone expert (`diagnosing`) or needs a vehicle, in which case it goes
-    /// to `dispatching` and gets its first offer.
-    #[tracing::instrument(skip_all, fields(case_id = %case_id))]
-    pub async fn intake(&self, case_id: CaseId) -> Result<DispatchOutcome, StoreError> {
-        let started = Instant::now();
-        let triaged = self
-            .desk
-            .triage(case_id, |case| self.expected_eta_s(case))
-            .await?;
-        match triaged {
-            crate::diagnosis::Triaged::Queued(_) => return Ok(DispatchOutcome::QueuedForDiagnosis),
-            // Someone else took it in already.
-            crate::diagnosis::Triaged::AlreadyTriaged => {
-                return Ok(DispatchOutcome::NotDispatching);
-            }
-            crate::diagnosis::Triaged::Dispatch => {}
-        }
-        let outcome = self.dispatch(case_id).await?;
-        if matches!(outcome, DispatchOutcome::Offered(_)) {
-            metrics::histogram!(DISPATCH_LATENCY).record(started.elapsed().as_secs_f64());
-        }
-        Ok(outcome)
     }
 
     /// The first offer of a case created with its triage (it is `dispatching` with no
@@ -478,13 +449,7 @@ impl Dispatcher {
         message: String,
         reason: &'static str,
     ) -> Result<DispatchOutcome, StoreError> {
-        let alert = NewAlert {
-            id: AlertId::new_v7(),
-            kind: AlertKind::NoVehicle,
-            severity: Severity::Critical,
-            predicted_breach: None,
-            message,
-        };
+        let alert = Alerts::draft(AlertKind::NoVehicle, Severity::Critical, None, message);
         match self
             .store
             .escalate_case(case.id, self.clock.now(), &alert)
@@ -493,18 +458,8 @@ impl Dispatcher {
             Ok(_) => {
                 metrics::counter!(ESCALATIONS, "reason" => reason).increment(1);
                 // The store raises the alert only when no `no_vehicle` alert of the case
-                // is still live; count it like the tracker counts its alerts, only when
-                // it was raised.
-                match self.store.get_alert(alert.id).await {
-                    Ok(Some(_)) => {
-                        metrics::counter!(ALERTS_RAISED, "kind" => AlertKind::NoVehicle.as_str())
-                            .increment(1);
-                    }
-                    Ok(None) => {}
-                    Err(error) => {
-                        tracing::warn!(case_id = %case.id, error = %error, "could not tell whether the escalation raised an alert");
-                    }
-                }
+                // is still live.
+                self.alerts.record_if_stored(case.id, &alert).await;
                 tracing::warn!(case_id = %case.id, reason, "case escalated to an agent");
                 Ok(DispatchOutcome::Escalated)
             }
@@ -594,22 +549,12 @@ impl Dispatcher {
         }
     }
 
-    /// Takes a new case in, in the background (the request that created it does not wait).
-    pub fn spawn_intake(self: &Arc<Self>, case_id: CaseId) {
-        let dispatcher = self.clone();
-        tokio::spawn(async move {
-            if let Err(error) = dispatcher.intake(case_id).await {
-                tracing::warn!(case_id = %case_id, error = %error, "intake failed; the retry sweep will pick the case up");
-            }
-        });
-    }
-
     /// The first offer of a case just created with its triage, in the background.
     pub fn spawn_dispatch_new(self: &Arc<Self>, case: Case, started: Instant) {
-        let dispatcher = self.clone();
+        let cascade = self.clone();
         tokio::spawn(async move {
             let case_id = case.id;
-            if let Err(error) = dispatcher.dispatch_new(case, started).await {
+            if let Err(error) = cascade.dispatch_new(case, started).await {
                 tracing::warn!(case_id = %case_id, error = %error, "dispatch failed; the retry sweep will pick the case up");
             }
         });
@@ -617,9 +562,9 @@ impl Dispatcher {
 
     /// Makes the next offer of a case, in the background.
     pub fn spawn_dispatch(self: &Arc<Self>, case_id: CaseId) {
-        let dispatcher = self.clone();
+        let cascade = self.clone();
         tokio::spawn(async move {
-            if let Err(error) = dispatcher.dispatch(case_id).await {
+            if let Err(error) = cascade.dispatch(case_id).await {
                 tracing::warn!(case_id = %case_id, error = %error, "dispatch failed; the retry sweep will pick the case up");
             }
         });
@@ -641,23 +586,208 @@ impl Dispatcher {
         Ok(expired.len())
     }
 
-    /// Finds cases the matcher lost track of (a crash between steps, a failure) and
-    /// dispatches them again; takes in new cases that were never triaged.
-    pub async fn retry_stuck(&self) -> Result<usize, StoreError> {
-        let before =
-            self.clock.now() - chrono::Duration::seconds(i64::from(self.settings.retry_after_s));
-        let untriaged = self.store.cases_awaiting_triage(before, 100).await?;
+    /// Finds dispatching cases the cascade lost track of (a crash between steps, a
+    /// failure) and makes their next offer.
+    pub async fn retry_waiting(&self) -> Result<usize, StoreError> {
+        let before = self.retry_cutoff();
         let waiting = self.store.cases_awaiting_offer(before, 100).await?;
-        for case_id in &untriaged {
-            if let Err(error) = self.intake(*case_id).await {
-                tracing::warn!(case_id = %case_id, error = %error, "intake retry failed");
-            }
-        }
         for case_id in &waiting {
             if let Err(error) = self.dispatch(*case_id).await {
                 tracing::warn!(case_id = %case_id, error = %error, "dispatch retry failed");
             }
         }
-        Ok(untriaged.len() + waiting.len())
+        Ok(waiting.len())
     }
+
+    /// Cases untouched since before this are retried.
+    pub fn retry_cutoff(&self) -> domain::Timestamp {
+        self.clock.now() - chrono::Duration::seconds(i64::from(self.settings.retry_after_s))
+    }
+
+    /// An agent assigns a vehicle by hand: it must be able to do the job; the promise is
+    /// the ETA model's from its last known position (an hour when none is known). Any
+    /// pending offer of the case is withdrawn.
+    pub async fn assign_manually(
+        &self,
+        case_id: CaseId,
+        vehicle_id: VehicleId,
+        actor: &Actor,
+    ) -> Result<Case, AssignError> {
+        let case = self
+            .store
+            .get_case(case_id)
+            .await?
+            .ok_or(AssignError::CaseNotFound)?;
+        let vehicle = self
+            .store
+            .get_vehicle(vehicle_id)
+            .await?
+            .ok_or(AssignError::NoSuchVehicle)?;
+        if !vehicle.capabilities.contains(&case.service) {
+            return Err(AssignError::Incapable(case.service));
+        }
+        let position = self
+            .registry
+            .index()
+            .get(vehicle_id)
+            .map(|v| v.position)
+            .or_else(|| vehicle.last_fix.as_ref().map(|fix| fix.position));
+        let (eta_s, distance_m) = match position {
+            Some(position) => (
+                self.eta
+                    .eta_s(&position, &case.location.position, case.location.road_kind),
+                position.distance_m(&case.location.position),
+            ),
+            // No position known: promise an hour, the agent can tell the customer better.
+            None => (3600, 0.0),
+        };
+        let assignment = ManualAssignment {
+            offer_id: OfferId::new_v7(),
+            vehicle_id,
+            eta_s,
+            distance_m,
+        };
+        let (case, _offer, released) = self
+            .store
+            .assign_vehicle(case_id, &assignment, actor, self.clock.now())
+            .await
+            .map_err(|error| match error {
+                StoreError::NotFound => AssignError::CaseNotFound,
+                other => AssignError::Store(other),
+            })?;
+        self.apply_released(&released);
+        self.registry.set_state(vehicle_id, VehicleState::Busy);
+        tracing::info!(case_id = %case.id, vehicle = %vehicle_id, "vehicle assigned by an agent");
+        Ok(case)
+    }
+
+    /// An agent sends an escalated case back to dispatch; the next offer goes out in the
+    /// background.
+    pub async fn redispatch(
+        self: &Arc<Self>,
+        case_id: CaseId,
+        actor: &Actor,
+    ) -> Result<Case, StoreError> {
+        let case = self
+            .store
+            .redispatch_case(case_id, actor, self.clock.now())
+            .await?;
+        self.spawn_dispatch(case_id);
+        Ok(case)
+    }
+
+    /// A provider's pending offers that can still be answered, oldest first.
+    pub async fn provider_offers(
+        &self,
+        provider: domain::ProviderId,
+    ) -> Result<Vec<OfferView>, StoreError> {
+        let now = self.clock.now();
+        let mut offers = Vec::new();
+        for offer in self.store.pending_offers(provider).await? {
+            // Expired but not swept yet: no longer answerable, so not shown.
+            if offer.expires_at > now {
+                offers.push(offer_view(self.store.as_ref(), &self.registry, &offer).await?);
+            }
+        }
+        Ok(offers)
+    }
+
+    /// Every offer of a case, oldest first; `None` when there is no such case.
+    pub async fn case_offers(&self, case_id: CaseId) -> Result<Option<Vec<Offer>>, StoreError> {
+        if self.store.get_case(case_id).await?.is_none() {
+            return Ok(None);
+        }
+        Ok(Some(self.store.case_offers(case_id).await?))
+    }
+
+    /// The provider's own id of a vehicle (empty when unknown to this instance).
+    pub fn vehicle_ref(&self, vehicle: VehicleId) -> String {
+        self.registry
+            .meta(vehicle)
+            .map(|meta| meta.external_id)
+            .unwrap_or_default()
+    }
+
+    /// The vehicles an agent can assign a case to, best first, with what the agent needs
+    /// to choose (the provider's name, the plate); `None` when the case is not found.
+    pub async fn assignable(&self, case_id: CaseId) -> Result<Assignable, AssignError> {
+        let case = self
+            .store
+            .get_case(case_id)
+            .await?
+            .ok_or(AssignError::CaseNotFound)?;
+        if !matches!(case.status, CaseStatus::Dispatching | CaseStatus::Escalated) {
+            return Err(AssignError::NotAssignable(case.status));
+        }
+        let Some((ranked, radius_m)) = self.ranked_candidates(&case) else {
+            return Ok(Assignable {
+                candidates: Vec::new(),
+                radius_m: None,
+            });
+        };
+        let providers: std::collections::HashMap<domain::ProviderId, String> = self
+            .store
+            .list_providers()
+            .await?
+            .into_iter()
+            .map(|provider| (provider.id, provider.name))
+            .collect();
+        let mut candidates = Vec::with_capacity(ranked.len());
+        for candidate in ranked {
+            let vehicle = self.store.get_vehicle(candidate.vehicle_id).await?;
+            let provider_name = providers
+                .get(&candidate.provider_id)
+                .cloned()
+                .unwrap_or_default();
+            candidates.push(AssignableVehicle {
+                candidate,
+                vehicle,
+                provider_name,
+            });
+        }
+        Ok(Assignable {
+            candidates,
+            radius_m: Some(radius_m),
+        })
+    }
+}
+
+/// The vehicles a case can be assigned to by hand.
+#[derive(Debug, Clone)]
+pub struct Assignable {
+    /// Best first.
+    pub candidates: Vec<AssignableVehicle>,
+    /// The radius step they were found in; `None` when nobody qualifies.
+    pub radius_m: Option<f64>,
+}
+
+/// One candidate for a manual assignment.
+#[derive(Debug, Clone)]
+pub struct AssignableVehicle {
+    /// How the matcher ranks it.
+    pub candidate: RankedCandidate,
+    /// The stored vehicle, for its own id and plate.
+    pub vehicle: Option<domain::Vehicle>,
+    /// Its provider's name.
+    pub provider_name: String,
+}
+
+/// Why a manual assignment (or the list to choose from) was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum AssignError {
+    /// No such case.
+    #[error("case not found")]
+    CaseNotFound,
+    /// No such vehicle.
+    #[error("no such vehicle")]
+    NoSuchVehicle,
+    /// The vehicle cannot do the case's service.
+    #[error("the vehicle cannot do {0}")]
+    Incapable(domain::Service),
+    /// The case is in a status that cannot be assigned.
+    #[error("the case is {0}; only a dispatching or escalated case can be assigned")]
+    NotAssignable(CaseStatus),
+    /// Storage refused or failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
 }

@@ -1,32 +1,32 @@
-//! Remote diagnosis in the server: triage of every new case with the active rules, the
-//! phone-expert queue (claims, reports, claim lapse, fallback to dispatch) and masked
-//! calls. The decisions are `remote_diagnosis`'s pure functions; this module feeds them
-//! the stored case and the clock, and writes their outcome through the store in one
-//! transaction each.
+//! Remote diagnosis in the server: triage of every new case with the active rules, and
+//! the phone-expert queue (claims, reports, claim lapse, fallback to dispatch, the
+//! phone-resolution report). The decisions are `remote_diagnosis`'s pure functions; this
+//! module feeds them the stored case and the clock, writes their outcome through the store
+//! in one transaction each, and hands a case that needs a vehicle after all to the offer
+//! cascade.
 
 use std::sync::Arc;
 
-use async_trait::async_trait;
-use domain::diagnosis::{NewPhoneBinding, NewTicket, TicketClaim, TicketReport};
-use domain::ports::{NewAlert, Store, StoreError, TriageWrite};
+use domain::diagnosis::{NewTicket, TicketClaim, TicketReport};
+use domain::ports::{Store, StoreError, TriageWrite};
 use domain::{
-    Actor, AlertId, AlertKind, Case, CaseId, CaseStatus, Clock, DiagnosisTicket, EventKind,
-    NewEvent, PhoneNumber, SafetyReport, Severity, TicketId, TicketOutcome, User,
+    Actor, AlertKind, Case, CaseId, CaseStatus, Clock, DiagnosisTicket, EventKind, NewEvent,
+    SafetyReport, Severity, TicketId, TicketOutcome, Timestamp, User,
 };
 use parking_lot::RwLock;
 use remote_diagnosis::{
-    Binding, BridgeError, Outcome, PhoneBridge, QueuePolicy, RulesError, SafetyFlags,
+    DiagnosisRecord, DiagnosisReport, Outcome, QueuePolicy, ReportCase, RulesError, SafetyFlags,
     TriageDecision, TriageInput, TriageRules,
 };
+
+use crate::services::alerts::Alerts;
+use crate::services::cascade::OfferCascade;
 
 /// Diagnosis tickets by `event` (`queued`, `claimed`, `solved`, `escalated`, `fallback`,
 /// `lapsed`) and fault `category`.
 pub const DIAGNOSIS_TICKETS: &str = "rescue_diagnosis_tickets_total";
 /// Triage decisions by `outcome` (`phone_solvable`, `needs_vehicle`, `safety_override`).
 pub const TRIAGE_DECISIONS: &str = "rescue_triage_decisions_total";
-
-/// How long a masked-call binding routes calls after the last bind.
-const BINDING_TTL_H: i64 = 4;
 
 /// The active rules with the text they were parsed from.
 #[derive(Debug, Clone)]
@@ -85,6 +85,7 @@ pub struct DiagnosisDesk {
     clock: Arc<dyn Clock>,
     policy: QueuePolicy,
     rules: RwLock<ActiveRules>,
+    cascade: Arc<OfferCascade>,
 }
 
 fn category_label(ticket: &DiagnosisTicket) -> &'static str {
@@ -127,6 +128,7 @@ impl DiagnosisDesk {
         store: Arc<dyn Store>,
         clock: Arc<dyn Clock>,
         policy: QueuePolicy,
+        cascade: Arc<OfferCascade>,
     ) -> anyhow::Result<DiagnosisDesk> {
         let rules = Self::read_rules(store.as_ref()).await?;
         Ok(DiagnosisDesk {
@@ -134,6 +136,7 @@ impl DiagnosisDesk {
             clock,
             policy,
             rules: RwLock::new(rules),
+            cascade,
         })
     }
 
@@ -321,9 +324,12 @@ impl DiagnosisDesk {
         Ok(safety_flags(&report))
     }
 
-    /// The next ticket the expert is skilled for, claimed for them; `None` when there is
-    /// nothing to claim.
-    pub async fn claim(&self, expert: &User) -> Result<Option<DiagnosisTicket>, StoreError> {
+    /// The next ticket the expert is skilled for, claimed for them, with its case; `None`
+    /// when there is nothing to claim.
+    pub async fn claim(
+        &self,
+        expert: &User,
+    ) -> Result<Option<(DiagnosisTicket, Case)>, StoreError> {
         let now = self.clock.now();
         let claim = TicketClaim {
             expert: expert.id,
@@ -332,15 +338,61 @@ impl DiagnosisDesk {
             expires_at: now + self.policy.claim_timeout(),
             fallback_cutoff: now - self.policy.max_wait(),
         };
-        let ticket = self.store.claim_ticket(&claim).await?;
-        if let Some(ticket) = &ticket {
-            count_ticket("claimed", ticket);
-            tracing::info!(ticket_id = %ticket.id, case_id = %ticket.case_id, "diagnosis ticket claimed");
-        }
-        Ok(ticket)
+        let Some(ticket) = self.store.claim_ticket(&claim).await? else {
+            return Ok(None);
+        };
+        count_ticket("claimed", &ticket);
+        tracing::info!(ticket_id = %ticket.id, case_id = %ticket.case_id, "diagnosis ticket claimed");
+        let case = self
+            .store
+            .get_case(ticket.case_id)
+            .await?
+            .ok_or(StoreError::NotFound)?;
+        Ok(Some((ticket, case)))
     }
 
-    /// The expert reports `solved` or `escalated` on a ticket they hold.
+    /// The open tickets (up to 500, the queue's order) and how many of them wait for an
+    /// expert (unclaimed, or their claim lapsed).
+    pub async fn queue(&self) -> Result<(Vec<DiagnosisTicket>, usize), StoreError> {
+        let tickets = self.store.open_tickets(500).await?;
+        let now = self.clock.now();
+        let waiting = tickets
+            .iter()
+            .filter(|ticket| {
+                ticket.claimed_by.is_none() || ticket.claim_expires_at.is_some_and(|at| at <= now)
+            })
+            .count();
+        Ok((tickets, waiting))
+    }
+
+    /// The phone-resolution report over the cases created in `[from, to)`.
+    pub async fn report_between(
+        &self,
+        from: Timestamp,
+        to: Timestamp,
+    ) -> Result<DiagnosisReport, StoreError> {
+        let rows = self.store.diagnosis_report_rows(from, to).await?;
+        let cases: Vec<ReportCase> = rows
+            .into_iter()
+            .map(|row| ReportCase {
+                case_id: row.case_id,
+                category: row.category,
+                diagnosis: row.ticket.and_then(|ticket| {
+                    Some(DiagnosisRecord {
+                        outcome: ticket.outcome?.as_str().parse().ok()?,
+                        queued_at: ticket.queued_at,
+                        first_claimed_at: ticket.first_claimed_at,
+                        closed_at: ticket.closed_at?,
+                        expected_truck_eta_s: ticket.expected_truck_eta_s,
+                    })
+                }),
+            })
+            .collect();
+        Ok(DiagnosisReport::compute(&cases))
+    }
+
+    /// The expert reports `solved` or `escalated` on a ticket they hold. An escalated case
+    /// is dispatched at once, in the background.
     pub async fn report(
         &self,
         ticket_id: TicketId,
@@ -365,6 +417,9 @@ impl DiagnosisDesk {
             &ticket,
         );
         tracing::info!(ticket_id = %ticket.id, case_id = %case.id, outcome = %outcome, "diagnosis ticket reported");
+        if outcome == TicketOutcome::Escalated {
+            self.cascade.spawn_dispatch(case.id);
+        }
         Ok((ticket, case))
     }
 
@@ -387,7 +442,8 @@ impl DiagnosisDesk {
     }
 
     /// Dispatches the tickets nobody picked up within the maximum wait, raising a
-    /// `diagnosis_wait` alert for each. Returns their cases, to hand to the matcher.
+    /// `diagnosis_wait` alert for each, and makes each case's first offer. Returns their
+    /// cases.
     pub async fn fall_back_due(&self) -> Result<Vec<CaseId>, StoreError> {
         let now = self.clock.now();
         let cutoff = now - self.policy.max_wait();
@@ -401,25 +457,25 @@ impl DiagnosisDesk {
                 continue;
             };
             let waited_s = (now - ticket.queued_at).num_seconds().max(0);
-            let alert = NewAlert {
-                id: AlertId::new_v7(),
-                kind: AlertKind::DiagnosisWait,
-                severity: Severity::Warning,
-                predicted_breach: None,
-                message: format!(
+            let alert = Alerts::draft(
+                AlertKind::DiagnosisWait,
+                Severity::Warning,
+                None,
+                format!(
                     "no expert with skill {} picked the case up within {} s (waited {waited_s} s): dispatching a vehicle",
                     ticket.skill, self.policy.max_wait_s
                 ),
-            };
+            );
             if let Some((ticket, case)) = self.store.fall_back(id, cutoff, now, &alert).await? {
                 count_ticket("fallback", &ticket);
-                metrics::counter!(
-                    crate::tracking::ALERTS_RAISED,
-                    "kind" => AlertKind::DiagnosisWait.as_str()
-                )
-                .increment(1);
+                Alerts::raised(case.id, &alert);
                 tracing::info!(ticket_id = %ticket.id, case_id = %case.id, waited_s, "diagnosis wait exceeded: dispatching");
                 cases.push(case.id);
+            }
+        }
+        for case_id in &cases {
+            if let Err(error) = self.cascade.dispatch(*case_id).await {
+                tracing::warn!(case_id = %case_id, error = %error, "dispatch after the diagnosis wait failed; the retry sweep will pick it up");
             }
         }
         Ok(cases)
@@ -446,102 +502,4 @@ fn triage_event(decision: &TriageDecision, rules_version: i64, at: domain::Times
             "rules_version": rules_version,
         }),
     )
-}
-
-/// The built-in [`PhoneBridge`]: virtual numbers from the configured pool
-/// (`RESCUE_PHONE_POOL`), bound in the database so that every instance sees the same
-/// bindings and a number is never bound to two live cases (a partial unique index).
-pub struct PoolPhoneBridge {
-    store: Arc<dyn Store>,
-    clock: Arc<dyn Clock>,
-    pool: Vec<PhoneNumber>,
-}
-
-impl PoolPhoneBridge {
-    /// A bridge over `pool`.
-    pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>, pool: Vec<PhoneNumber>) -> Self {
-        Self { store, clock, pool }
-    }
-
-    /// How many numbers the pool has.
-    pub fn pool_size(&self) -> usize {
-        self.pool.len()
-    }
-}
-
-fn provider_error(error: StoreError) -> BridgeError {
-    BridgeError::Provider(error.to_string())
-}
-
-#[async_trait]
-impl PhoneBridge for PoolPhoneBridge {
-    async fn bind(
-        &self,
-        case_id: CaseId,
-        party_a: &PhoneNumber,
-        party_b: &PhoneNumber,
-    ) -> Result<Binding, BridgeError> {
-        if party_a == party_b {
-            return Err(BridgeError::SameParty);
-        }
-        let binding = NewPhoneBinding {
-            case_id,
-            pool: self
-                .pool
-                .iter()
-                .map(|number| number.as_str().to_owned())
-                .collect(),
-            party_a: party_a.as_str().to_owned(),
-            party_b: party_b.as_str().to_owned(),
-            at: self.clock.now(),
-        };
-        let record = self
-            .store
-            .bind_phone(&binding)
-            .await
-            .map_err(provider_error)?
-            .ok_or(BridgeError::PoolExhausted {
-                pool_size: self.pool.len(),
-            })?;
-        let virtual_number = PhoneNumber::parse(&record.virtual_number)
-            .map_err(|error| BridgeError::Provider(error.message))?;
-        Ok(Binding {
-            case_id,
-            virtual_number,
-            expires_at: record.bound_at + chrono::Duration::hours(BINDING_TTL_H),
-        })
-    }
-
-    async fn release(&self, case_id: CaseId) -> Result<(), BridgeError> {
-        self.store
-            .release_phone(case_id, self.clock.now())
-            .await
-            .map_err(provider_error)
-    }
-
-    async fn lookup(
-        &self,
-        virtual_number: &PhoneNumber,
-        caller: &PhoneNumber,
-    ) -> Result<Option<PhoneNumber>, BridgeError> {
-        let Some(record) = self
-            .store
-            .phone_binding(virtual_number.as_str())
-            .await
-            .map_err(provider_error)?
-        else {
-            return Ok(None);
-        };
-        if self.clock.now() >= record.bound_at + chrono::Duration::hours(BINDING_TTL_H) {
-            return Ok(None);
-        }
-        let other = if caller.as_str() == record.party_a {
-            &record.party_b
-        } else if caller.as_str() == record.party_b {
-            &record.party_a
-        } else {
-            return Ok(None);
-        };
-        Ok(PhoneNumber::parse(other).ok())
-    }
 }

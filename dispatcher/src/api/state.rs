@@ -11,16 +11,25 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use secrecy::SecretString;
 
 use crate::config::Config;
-use crate::matching::Dispatcher;
-use crate::registry::FleetRegistry;
 use crate::security::Keys;
+use crate::services::alerts::Alerts;
+use crate::services::calls::Calls;
+use crate::services::cascade::OfferCascade;
+use crate::services::cases::Cases;
+use crate::services::diagnosis::DiagnosisDesk;
+use crate::services::fleet_ingest::FleetRegistry;
+use crate::services::fleet_ingest::devices::DeviceIntake;
+use crate::services::intake::Intake;
+use crate::services::tracking::Tracking;
+use crate::services::webhook_outbox::WebhookSettings;
+use crate::stream::EventTail;
 
-/// Shared state of one server.
+/// Shared state of one server's HTTP API: the services handlers call, and what the HTTP
+/// layer itself needs (configuration, keys, limits, the metrics renderer).
 #[derive(Clone)]
 pub struct AppState {
-    /// What instances tell each other.
-    pub bus: Arc<crate::bus::Bus>,
-    /// Storage.
+    /// Storage, for the handlers that read or write one record and nothing else (admin,
+    /// login, the webhook log, health).
     pub store: Arc<dyn Store>,
     /// Where "now" comes from.
     pub clock: Arc<dyn Clock>,
@@ -34,25 +43,34 @@ pub struct AppState {
     pub metrics: PrometheusHandle,
     /// Per-client limits.
     pub limits: Arc<Limits>,
-    /// Vehicles, positions, provider terms.
-    pub registry: Arc<FleetRegistry>,
-    /// Matching and the offer cascade.
-    pub dispatcher: Arc<Dispatcher>,
-    /// The event log, read in order and broadcast to the agents' streams and the tracker.
-    pub events: Arc<crate::stream::EventTail>,
-    /// Tracking of assigned vehicles and the delay rules.
-    pub tracking: Arc<crate::tracking::Tracking>,
-    /// Where GPS devices report.
-    pub devices: Arc<crate::devices::DeviceIntake>,
-    /// Outgoing webhook settings (SSRF policy, retry budget, secret rotation grace).
-    pub webhooks: Arc<crate::webhooks::WebhookSettings>,
-    /// Triage and the phone-expert queue.
-    pub diagnosis: Arc<crate::diagnosis::DiagnosisDesk>,
-    /// Masked calls through the configured number pool.
-    pub phone: Arc<crate::diagnosis::PoolPhoneBridge>,
     /// Recently seen provider API keys (by hash), so the position stream does not cost a
     /// database read per request.
     pub provider_keys: Arc<KeyCache>,
+    /// Webhook settings (the URL policy checked when a provider is created, the secret
+    /// rotation grace).
+    pub webhooks: Arc<WebhookSettings>,
+    /// The event log, for the agents' streams.
+    pub events: Arc<EventTail>,
+    /// Which bus joins the instances (for the logs and tests).
+    pub bus: Arc<crate::bus::Bus>,
+    /// Use case: a request becomes a case.
+    pub intake: Arc<Intake>,
+    /// Use case: offers, answers, jobs, manual assignment, cancellation.
+    pub cascade: Arc<OfferCascade>,
+    /// Use case: vehicles, providers, positions.
+    pub registry: Arc<FleetRegistry>,
+    /// Use case: where GPS devices report.
+    pub devices: Arc<DeviceIntake>,
+    /// Use case: tracking of assigned trucks and the customer's view.
+    pub tracking: Arc<Tracking>,
+    /// Use case: triage and the phone-expert queue.
+    pub diagnosis: Arc<DiagnosisDesk>,
+    /// Use case: alerts.
+    pub alerts: Arc<Alerts>,
+    /// Use case: masked calls.
+    pub calls: Arc<Calls>,
+    /// Use case: reading cases, notes and customer updates.
+    pub cases: Arc<Cases>,
 }
 
 /// A short-lived cache of authenticated providers by API-key hash.
@@ -133,21 +151,4 @@ pub fn check_limit(limiter: &DefaultKeyedRateLimiter<IpAddr>, client: IpAddr) ->
         let wait = not_until.wait_time_from(governor::clock::DefaultClock::default().now());
         wait.as_secs() + 1
     })
-}
-
-impl AppState {
-    /// Takes a new case in, in the background (the request that created it does not wait).
-    pub fn spawn_intake(&self, case_id: domain::CaseId) {
-        self.dispatcher.spawn_intake(case_id);
-    }
-
-    /// Makes the next offer of a case, in the background.
-    pub fn spawn_dispatch(&self, case_id: domain::CaseId) {
-        self.dispatcher.spawn_dispatch(case_id);
-    }
-
-    /// Records in memory what a storage change released.
-    pub fn apply_released(&self, released: &domain::ports::Released) {
-        self.dispatcher.apply_released(released);
-    }
 }

@@ -1,11 +1,16 @@
-//! The fleet registry: what the server knows about every vehicle besides its position
+//! Fleet ingest: what the server knows about every vehicle besides its position
 //! (provider, the provider's own id, capabilities, dispatch state), the providers' service
-//! areas, and the intake of positions from every source (REST API, device protocols,
-//! demo) with their validation.
+//! areas, and the intake of positions from every source (REST API, device protocols in
+//! [`devices`], demo) through one plausibility gate ([`FleetRegistry::check`], applied to
+//! a batch by [`FleetRegistry::check_in_batch`]).
 //!
 //! Accepted positions go to the live [`FleetIndex`] at once and to storage in batches
 //! (every `RESCUE_FIX_FLUSH_MS`): a crash loses at most that much of the live position,
-//! never a case or an offer, which are written synchronously.
+//! never a case or an offer, which are written synchronously. Every accepted fix, live or
+//! history, this instance's or another's, is then handed on by one road, the feed of
+//! [`FleetRegistry::subscribe_fixes`], which tracking follows.
+
+pub mod devices;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -19,6 +24,7 @@ use domain::{
 };
 use parking_lot::{Mutex, RwLock};
 use serde::{Deserialize, Serialize};
+use tokio::sync::broadcast;
 
 use crate::bus::{Bus, BusMessage};
 use crate::fleet::{CapabilitySet, FleetIndex, FleetUpdate, FleetVehicle};
@@ -29,6 +35,22 @@ pub const FIXES_ACCEPTED: &str = "rescue_fixes_accepted_total";
 pub const FIXES_REJECTED: &str = "rescue_fixes_rejected_total";
 /// Vehicles by `state`.
 pub const FLEET_VEHICLES: &str = "rescue_fleet_vehicles";
+
+/// Accepted fixes, as the registry hands them on ([`FleetRegistry::subscribe_fixes`]).
+#[derive(Debug, Clone)]
+pub struct AcceptedFixes {
+    /// `(vehicle, fix)` pairs, oldest first per vehicle.
+    pub fixes: Arc<Vec<(VehicleId, Fix)>>,
+    /// Live fixes moved their vehicle; the others are a batch or blind-area upload, older
+    /// than the live position: trajectory history only.
+    pub live: bool,
+    /// Accepted by this instance (which stores them in the trajectory), not learnt from
+    /// another over the bus.
+    pub local: bool,
+}
+
+/// Batches of accepted fixes a slow subscriber may fall behind by before it misses some.
+const FIX_FEED_CAPACITY: usize = 4096;
 
 /// What the registry holds per vehicle.
 #[derive(Debug, Clone)]
@@ -127,6 +149,7 @@ pub struct FleetRegistry {
     unsaved: Mutex<HashSet<VehicleId>>,
     max_future: chrono::Duration,
     bus: Arc<Bus>,
+    feed: broadcast::Sender<AcceptedFixes>,
 }
 
 impl FleetRegistry {
@@ -151,6 +174,7 @@ impl FleetRegistry {
             unsaved: Mutex::new(HashSet::new()),
             max_future: chrono::Duration::seconds(i64::try_from(max_future_s).unwrap_or(3600)),
             bus,
+            feed: broadcast::channel(FIX_FEED_CAPACITY).0,
         };
         for vehicle in &vehicles {
             registry.remember(vehicle);
@@ -201,6 +225,23 @@ impl FleetRegistry {
                 last_fix_at: vehicle.last_fix.as_ref().map(|fix| fix.ts),
             },
         );
+    }
+
+    /// Stores a new provider with the hash of its API key and makes it known here and on
+    /// every other instance.
+    pub async fn add_provider(
+        &self,
+        provider: &Provider,
+        api_key_hash: &[u8; 32],
+    ) -> Result<(), StoreError> {
+        self.store.insert_provider(provider, api_key_hash).await?;
+        self.announce_provider(provider);
+        Ok(())
+    }
+
+    /// Every provider, as stored.
+    pub async fn providers(&self) -> Result<Vec<Provider>, StoreError> {
+        self.store.list_providers().await
     }
 
     /// Takes note of a new or changed provider here and on every other instance.
@@ -403,15 +444,8 @@ impl FleetRegistry {
                 accuracy_m: input.accuracy_m,
                 source: FixSource::Api,
             };
-            let checked = match latest_in_batch.get(&vehicle_id) {
-                Some(latest) if fix.ts <= *latest => Err(FixRefusal::NotNewer),
-                _ => self.check(vehicle_id, &fix, now),
-            };
-            match checked {
-                Ok(()) => {
-                    latest_in_batch.insert(vehicle_id, fix.ts);
-                    accepted.push((vehicle_id, fix));
-                }
+            match self.check_in_batch(&mut latest_in_batch, vehicle_id, &fix, now) {
+                Ok(()) => accepted.push((vehicle_id, fix)),
                 Err(refusal) => {
                     count_rejection(FixSource::Api, refusal);
                     rejected.push(Rejection {
@@ -427,7 +461,29 @@ impl FleetRegistry {
         Ok((count, rejected))
     }
 
-    /// Checks a fix of a known vehicle against the rules of the live position.
+    /// [`FleetRegistry::check`] for one fix of a batch: it must also be newer than the
+    /// fixes of its vehicle accepted before it in the batch (`latest_in_batch`, which a
+    /// passing fix updates).
+    pub fn check_in_batch(
+        &self,
+        latest_in_batch: &mut HashMap<VehicleId, Timestamp>,
+        vehicle_id: VehicleId,
+        fix: &Fix,
+        now: Timestamp,
+    ) -> Result<(), FixRefusal> {
+        if latest_in_batch
+            .get(&vehicle_id)
+            .is_some_and(|latest| fix.ts <= *latest)
+        {
+            return Err(FixRefusal::NotNewer);
+        }
+        self.check(vehicle_id, fix, now)?;
+        latest_in_batch.insert(vehicle_id, fix.ts);
+        Ok(())
+    }
+
+    /// The plausibility gate: checks a fix of a known vehicle against the rules of the
+    /// live position.
     pub fn check(
         &self,
         vehicle_id: VehicleId,
@@ -469,8 +525,33 @@ impl FleetRegistry {
             self.bus.publish(BusMessage::Fixes {
                 fixes: moved.clone(),
             });
+            self.hand_on(moved.clone(), true, true);
         }
         moved
+    }
+
+    /// Takes batch or blind-area fixes that are older than their vehicle's live position
+    /// (checked otherwise): they go to the trajectory of the case the vehicle serves, and
+    /// never move the live position.
+    pub fn accept_history(&self, fixes: Vec<(VehicleId, Fix)>) {
+        if !fixes.is_empty() {
+            self.hand_on(fixes, false, true);
+        }
+    }
+
+    /// Every accepted fix, live or history, this instance's or another's (see the module
+    /// docs).
+    pub fn subscribe_fixes(&self) -> broadcast::Receiver<AcceptedFixes> {
+        self.feed.subscribe()
+    }
+
+    fn hand_on(&self, fixes: Vec<(VehicleId, Fix)>, live: bool, local: bool) {
+        // No subscriber (nothing tracks yet): nothing to hand on.
+        let _ = self.feed.send(AcceptedFixes {
+            fixes: Arc::new(fixes),
+            live,
+            local,
+        });
     }
 
     /// Moves vehicles in memory (not storage: the instance that accepted a fix writes it).
@@ -553,7 +634,10 @@ impl FleetRegistry {
                             .filter(|(vehicle_id, _)| registry.vehicles.contains_key(vehicle_id))
                             .cloned()
                             .collect();
-                        registry.apply_fixes(known);
+                        let moved = registry.apply_fixes(known);
+                        if !moved.is_empty() {
+                            registry.hand_on(moved, true, false);
+                        }
                     }
                     BusMessage::VehicleState { vehicle, state } => {
                         registry.apply_state(*vehicle, *state)
@@ -584,6 +668,28 @@ impl FleetRegistry {
             vehicle.last_fix = Some(fix);
         }
         vehicle
+    }
+
+    /// One of a provider's vehicles by the provider's own id, with its live state.
+    pub async fn provider_vehicle(
+        &self,
+        provider: ProviderId,
+        external_id: &str,
+    ) -> Result<Option<Vehicle>, StoreError> {
+        let found = self.store.find_vehicle(provider, external_id).await?;
+        Ok(found.map(|vehicle| self.live_view(vehicle)))
+    }
+
+    /// Every vehicle of a provider, with its live state.
+    pub async fn provider_vehicles(
+        &self,
+        provider: ProviderId,
+    ) -> Result<Vec<Vehicle>, StoreError> {
+        let vehicles = self.store.list_provider_vehicles(provider).await?;
+        Ok(vehicles
+            .into_iter()
+            .map(|vehicle| self.live_view(vehicle))
+            .collect())
     }
 
     /// Writes the positions accepted since the last flush. On failure they are kept for

@@ -1,33 +1,34 @@
-//! Tracking of assigned vehicles and delay pre-warning (DESIGN §5), wiring the pure
-//! `tracker` crate to the server: one rule engine per active case, fed by every fix of
-//! the assigned vehicle and by a periodic tick; its alert changes become alerts and
-//! timeline events; its prediction is the case's predicted arrival.
+//! Tracking of assigned vehicles and delay pre-warning, wiring the pure `tracker` crate
+//! to the server: one rule engine per active case, fed by every fix of the assigned
+//! vehicle and by a periodic tick; its alert changes become alerts (through
+//! [`Alerts`]) and timeline events; its prediction is the case's predicted arrival. It
+//! also serves what is read of a tracked case: the agents' trajectory and the customer's
+//! tracking view.
 //!
 //! Engines start and stop on case events read from the log (`offer_accepted`,
-//! `vehicle_assigned`, `status_changed`), and fixes come from the bus, so every instance
-//! tracks every active case. Alerts are deduplicated by the database (one live alert per
-//! case and kind), so instances racing to raise the same alert produce one. The instance
-//! that accepted a fix is the one that stores it in the trajectory.
+//! `vehicle_assigned`, `status_changed`). Every fix reaches tracking by one road, the
+//! fleet registry's feed ([`FleetRegistry::subscribe_fixes`]): live fixes this instance
+//! accepted, live fixes other instances accepted (through the bus), and batch or
+//! blind-area uploads, which enter the trajectory but not the live rules. So every
+//! instance tracks every active case. Alerts are deduplicated by the database (one live
+//! alert per case and kind), so instances racing to raise the same alert produce one.
+//! The instance that accepted a fix is the one that stores it in the trajectory.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use domain::ports::{ActiveJob, AlertUpdate, CaseFix, NewAlert, Store, StoreError};
+use domain::ports::{ActiveJob, AlertUpdate, CaseFix, Store, StoreError};
 use domain::{
-    AlertId, AlertKind, CaseId, CaseStatus, Clock, Event, EventKind, Fix, Timestamp, VehicleId,
+    AlertKind, CaseId, CaseStatus, Clock, Event, EventKind, Fix, Service, Timestamp, VehicleId,
 };
 use parking_lot::Mutex;
+use serde::{Deserialize, Serialize};
 use tracker::{AlertChange, RuleEngine, TrackerConfig, TrackingTarget};
 
-use crate::bus::{Bus, BusMessage};
-use crate::registry::FleetRegistry;
+use crate::services::alerts::Alerts;
+use crate::services::fleet_ingest::{AcceptedFixes, FleetRegistry};
 use crate::stream::EventTail;
-
-/// Alerts raised by the rules, by `kind`.
-pub const ALERTS_RAISED: &str = "rescue_alerts_raised_total";
-/// Seconds between an alert and the promised arrival it warns about.
-pub const ALERT_LEAD_TIME: &str = "rescue_alert_lead_time_seconds";
 /// Arrivals after the promised time, by `warned` (`true` when an alert came first).
 pub const BREACHES: &str = "rescue_breaches_total";
 /// Cases being tracked.
@@ -49,8 +50,8 @@ pub struct Tracking {
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
     registry: Arc<FleetRegistry>,
+    alerts: Arc<Alerts>,
     config: TrackerConfig,
-    instance: uuid::Uuid,
     cases: Mutex<HashMap<CaseId, Active>>,
     by_vehicle: Mutex<HashMap<VehicleId, CaseId>>,
     trajectory: Mutex<Vec<CaseFix>>,
@@ -62,15 +63,15 @@ impl Tracking {
         store: Arc<dyn Store>,
         clock: Arc<dyn Clock>,
         registry: Arc<FleetRegistry>,
+        alerts: Arc<Alerts>,
         config: TrackerConfig,
-        bus: &Bus,
     ) -> Tracking {
         Tracking {
             store,
             clock,
             registry,
+            alerts,
             config,
-            instance: bus.instance(),
             cases: Mutex::new(HashMap::new()),
             by_vehicle: Mutex::new(HashMap::new()),
             trajectory: Mutex::new(Vec::new()),
@@ -151,12 +152,8 @@ impl Tracking {
             .map(|active| active.engine.snapshot(now))
     }
 
-    /// Follows the event log (engines start and stop) and the bus (fixes).
-    pub fn follow(
-        self: &Arc<Self>,
-        events: &EventTail,
-        bus: &Bus,
-    ) -> Vec<tokio::task::JoinHandle<()>> {
+    /// Follows the event log (engines start and stop) and the registry's fixes.
+    pub fn follow(self: &Arc<Self>, events: &EventTail) -> Vec<tokio::task::JoinHandle<()>> {
         let mut tasks = Vec::new();
         let tracking = self.clone();
         let mut log = events.subscribe();
@@ -179,16 +176,13 @@ impl Tracking {
             }
         }));
         let tracking = self.clone();
-        let mut messages = bus.subscribe();
+        let mut fixes = self.registry.subscribe_fixes();
         tasks.push(tokio::spawn(async move {
             loop {
-                match messages.recv().await {
-                    Ok(envelope) => {
-                        if let BusMessage::Fixes { fixes } = &envelope.message {
-                            let local = envelope.origin == tracking.instance;
-                            let changes = tracking.on_fixes(fixes, local);
-                            tracking.apply(changes).await;
-                        }
+                match fixes.recv().await {
+                    Ok(accepted) => {
+                        let changes = tracking.take(&accepted);
+                        tracking.apply(changes).await;
                     }
                     // Missed fixes are superseded by the next ones.
                     Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
@@ -241,6 +235,19 @@ impl Tracking {
         Ok(())
     }
 
+    /// Takes fixes from the registry's feed: live ones feed the rules, and the ones this
+    /// instance accepted go to the trajectory. Returns the alert changes to apply.
+    fn take(&self, accepted: &AcceptedFixes) -> Vec<(CaseId, AlertChange)> {
+        if accepted.live {
+            self.on_fixes(&accepted.fixes, accepted.local)
+        } else {
+            if accepted.local {
+                self.record_history(&accepted.fixes);
+            }
+            Vec::new()
+        }
+    }
+
     /// Feeds fixes to the engines of the cases their vehicles serve; returns the alert
     /// changes to apply. `local` fixes (accepted by this instance) go to the trajectory.
     fn on_fixes(&self, fixes: &[(VehicleId, Fix)], local: bool) -> Vec<(CaseId, AlertChange)> {
@@ -288,20 +295,26 @@ impl Tracking {
     }
 
     /// Batch and blind-area fixes: history for the trajectory, not for the live rules.
-    pub fn record_history(&self, vehicle: VehicleId, fixes: &[Fix]) {
-        let Some(case_id) = self.by_vehicle.lock().get(&vehicle).copied() else {
-            return;
-        };
+    fn record_history(&self, fixes: &[(VehicleId, Fix)]) {
         let now = self.clock.now();
-        self.trajectory
-            .lock()
-            .extend(fixes.iter().map(|fix| CaseFix {
-                case_id,
-                vehicle_id: vehicle,
-                fix: fix.clone(),
-                live: false,
-                received_at: now,
-            }));
+        let history: Vec<CaseFix> = {
+            let by_vehicle = self.by_vehicle.lock();
+            fixes
+                .iter()
+                .filter_map(|(vehicle, fix)| {
+                    by_vehicle.get(vehicle).map(|case_id| CaseFix {
+                        case_id: *case_id,
+                        vehicle_id: *vehicle,
+                        fix: fix.clone(),
+                        live: false,
+                        received_at: now,
+                    })
+                })
+                .collect()
+        };
+        if !history.is_empty() {
+            self.trajectory.lock().extend(history);
+        }
     }
 
     /// Evaluates every engine at `now`: silence and departure rules need the clock.
@@ -357,11 +370,7 @@ impl Tracking {
         // Whatever the engine still had open no longer applies.
         let open: Vec<AlertKind> = active.engine.open_alerts().keys().copied().collect();
         for kind in open {
-            if let Err(error) = self
-                .store
-                .clear_alert(case_id, kind, reason, self.clock.now())
-                .await
-            {
+            if let Err(error) = self.alerts.clear(case_id, kind, reason).await {
                 tracing::warn!(case_id = %case_id, error = %error, "could not clear an alert");
             }
         }
@@ -373,7 +382,6 @@ impl Tracking {
         if changes.is_empty() {
             return;
         }
-        let now = self.clock.now();
         let mut touched = Vec::new();
         for (case_id, change) in changes {
             let outcome = match &change {
@@ -384,27 +392,17 @@ impl Tracking {
                     reason,
                     ..
                 } => {
-                    let alert = NewAlert {
-                        id: AlertId::new_v7(),
-                        kind: *kind,
-                        severity: *severity,
-                        predicted_breach: *predicted_breach,
-                        message: reason.clone(),
-                    };
-                    match self.store.raise_alert(case_id, &alert, now).await {
-                        Ok(Some(raised)) => {
-                            metrics::counter!(ALERTS_RAISED, "kind" => kind.as_str()).increment(1);
-                            let promised = self.cases.lock().get_mut(&case_id).and_then(|active| {
+                    let alert = Alerts::draft(*kind, *severity, *predicted_breach, reason.clone());
+                    let promised = self
+                        .cases
+                        .lock()
+                        .get(&case_id)
+                        .and_then(|active| active.engine.promised_arrival());
+                    match self.alerts.raise(case_id, &alert, promised).await {
+                        Ok(Some(_)) => {
+                            if let Some(active) = self.cases.lock().get_mut(&case_id) {
                                 active.warned = true;
-                                active.engine.promised_arrival()
-                            });
-                            if let Some(promised) = promised {
-                                let lead_s = (promised - raised.raised_at).num_milliseconds()
-                                    as f64
-                                    / 1000.0;
-                                metrics::histogram!(ALERT_LEAD_TIME).record(lead_s.max(0.0));
                             }
-                            tracing::info!(case_id = %case_id, kind = %kind, severity = %severity, "alert raised");
                             Ok(())
                         }
                         // Another instance raised it first.
@@ -424,16 +422,14 @@ impl Tracking {
                         predicted_breach: *predicted_breach,
                         message: reason.clone(),
                     };
-                    self.store
-                        .escalate_alert(case_id, *kind, &update, now)
+                    self.alerts
+                        .escalate(case_id, *kind, &update)
                         .await
                         .map(|_| ())
                 }
-                AlertChange::Clear { kind, reason } => self
-                    .store
-                    .clear_alert(case_id, *kind, reason, now)
-                    .await
-                    .map(|_| ()),
+                AlertChange::Clear { kind, reason } => {
+                    self.alerts.clear(case_id, *kind, reason).await.map(|_| ())
+                }
             };
             if let Err(error) = outcome {
                 tracing::warn!(case_id = %case_id, kind = %change.kind(), error = %error, "could not apply an alert change");
@@ -525,6 +521,102 @@ impl Tracking {
         }
     }
 
+    /// The assigned truck's path for a case, filtered like the rules see it, as a
+    /// GeoJSON feature collection; `None` when there is no such case.
+    pub async fn trajectory(
+        &self,
+        case_id: CaseId,
+    ) -> Result<Option<tracker::Trajectory>, StoreError> {
+        if self.store.get_case(case_id).await?.is_none() {
+            return Ok(None);
+        }
+        let stored = self.store.case_fixes(case_id).await?;
+        let vehicle = match stored.first() {
+            Some(fix) => fix.vehicle_id,
+            None => match self
+                .store
+                .case_offers(case_id)
+                .await?
+                .into_iter()
+                .rev()
+                .find(|o| o.state == domain::OfferState::Accepted)
+            {
+                Some(job) => job.vehicle_id,
+                None => VehicleId(uuid::Uuid::nil()),
+            },
+        };
+        let fixes: Vec<tracker::Fix> = stored
+            .iter()
+            .map(|stored| tracker_fix(&stored.fix))
+            .collect();
+        Ok(Some(tracker::Trajectory::from_fixes(
+            case_id,
+            vehicle,
+            &fixes,
+            &self.config.progress.filter,
+        )))
+    }
+
+    /// What the customer's tracking page shows of a case; `None` when there is no such
+    /// case. The truck's position is rounded to about 50 m and shown only while it is on
+    /// its way.
+    pub async fn customer_view(&self, case_id: CaseId) -> Result<Option<TrackingView>, StoreError> {
+        let Some(case) = self.store.get_case(case_id).await? else {
+            return Ok(None);
+        };
+        let on_the_way = matches!(case.status, CaseStatus::Assigned | CaseStatus::EnRoute);
+        let mut vehicle = None;
+        let mut remaining = None;
+        if on_the_way && let Some(job) = self.store.active_job(case.id).await? {
+            let live = self.registry.latest_fix(job.vehicle_id);
+            if let Some(fix) = live {
+                let (lat, lon) = round_50m(fix.position.lat(), fix.position.lon());
+                vehicle = Some(TrackedVehicle {
+                    lat,
+                    lon,
+                    updated_at: fix.ts,
+                });
+                remaining = Some(
+                    (fix.position.distance_m(&case.location.position) / 100.0).round() * 100.0,
+                );
+            }
+        }
+        let snapshot = self.snapshot(case.id);
+        if let Some(distance) = snapshot.and_then(|s| s.remaining_distance_m) {
+            remaining = Some((distance / 100.0).round() * 100.0);
+        }
+        let predicted = snapshot
+            .and_then(|s| s.predicted_arrival)
+            .or(case.predicted_arrival);
+        let updates = self
+            .store
+            .timeline(case.id)
+            .await?
+            .into_iter()
+            .filter(|event| event.kind == EventKind::CustomerNotified)
+            .filter_map(|event| {
+                let message = event.data.get("message")?.as_str()?.to_owned();
+                Some(CustomerUpdate {
+                    at: event.at,
+                    message,
+                })
+            })
+            .collect();
+        Ok(Some(TrackingView {
+            status: case.status,
+            service: case.service,
+            customer: TrackedPoint {
+                lat: case.location.position.lat(),
+                lon: case.location.position.lon(),
+            },
+            promised_arrival: case.promised_arrival,
+            predicted_arrival: if on_the_way { predicted } else { None },
+            remaining_distance_m: if on_the_way { remaining } else { None },
+            vehicle,
+            updates,
+        }))
+    }
+
     /// How often [`Tracking::tick`] should run.
     pub fn tick_period(settings: &crate::config::Settings) -> Duration {
         Duration::from_secs(settings.alert_tick_s.max(1))
@@ -556,4 +648,80 @@ pub fn tracker_config(settings: &crate::config::Settings) -> TrackerConfig {
     rules.moving_away_min_growth_m = settings.alert_moving_away_m as f64;
     rules.critical_lead_s = settings.alert_critical_lead_s as f64;
     config
+}
+
+/// The truck as the customer sees it: roughly where, never exactly.
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct TrackedVehicle {
+    /// Latitude rounded to about 50 m.
+    pub lat: f64,
+    /// Longitude rounded to about 50 m.
+    pub lon: f64,
+    /// When the position was taken.
+    pub updated_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// What the customer's tracking page shows.
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct TrackingView {
+    /// Where the case stands.
+    pub status: CaseStatus,
+    /// The service on its way.
+    pub service: Service,
+    /// The customer's own position (as they gave it).
+    pub customer: TrackedPoint,
+    /// When help was promised.
+    pub promised_arrival: Option<chrono::DateTime<chrono::Utc>>,
+    /// When help is now expected.
+    pub predicted_arrival: Option<chrono::DateTime<chrono::Utc>>,
+    /// Distance still to go, rounded to 100 m.
+    pub remaining_distance_m: Option<f64>,
+    /// The truck, while it is on its way (none before assignment, on scene or after).
+    pub vehicle: Option<TrackedVehicle>,
+    /// Messages the seat agents sent the customer, oldest first.
+    pub updates: Vec<CustomerUpdate>,
+}
+
+/// A message from a seat agent to the customer.
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct CustomerUpdate {
+    /// When it was sent.
+    pub at: chrono::DateTime<chrono::Utc>,
+    /// The message.
+    pub message: String,
+}
+
+/// A point.
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct TrackedPoint {
+    /// Latitude.
+    pub lat: f64,
+    /// Longitude.
+    pub lon: f64,
+}
+
+/// Rounds a position to a grid of about 50 m, so the page never reveals the driver's
+/// exact whereabouts.
+fn round_50m(lat: f64, lon: f64) -> (f64, f64) {
+    let lat_step = 50.0 / 111_195.0;
+    let lon_step = lat_step / lat.to_radians().cos().max(0.01);
+    (
+        (lat / lat_step).round() * lat_step,
+        (lon / lon_step).round() * lon_step,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rounding_moves_a_position_by_at_most_about_35_metres() {
+        let exact = domain::LatLon::new(31.230_417, 121.473_712).unwrap();
+        let (lat, lon) = round_50m(exact.lat(), exact.lon());
+        let rounded = domain::LatLon::new(lat, lon).unwrap();
+        let moved = exact.distance_m(&rounded);
+        assert!(moved <= 36.0, "{moved}");
+        assert_ne!((lat, lon), (exact.lat(), exact.lon()));
+    }
 }

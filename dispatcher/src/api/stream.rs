@@ -19,7 +19,7 @@ use tokio::sync::broadcast;
 
 use crate::api::error::{ApiError, ErrorBody};
 use crate::api::extract::AgentAuth;
-use crate::state::AppState;
+use crate::api::state::AppState;
 use crate::stream::EventTail;
 
 /// Connected stream subscribers.
