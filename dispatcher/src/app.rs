@@ -139,10 +139,10 @@ impl Application {
             tie_window_s: to_u32(settings.tie_window_s),
             retry_after_s: to_u32(settings.dispatch_retry_s),
         };
-        let policy = remote_diagnosis::QueuePolicy {
+        let policy = diagnosis_core::QueuePolicy {
             claim_timeout_s: to_u32(settings.diagnosis_claim_timeout_s),
             max_wait_s: to_u32(settings.diagnosis_max_wait_s),
-            ..remote_diagnosis::QueuePolicy::default()
+            ..diagnosis_core::QueuePolicy::default()
         };
         // The services, each after the ones it uses (see `services`).
         let alerts = Arc::new(Alerts::new(store.clone(), clock.clone()));

@@ -1,6 +1,6 @@
 //! Remote diagnosis as the store sees it: tickets of the phone-expert queue, the safety
 //! facts a case request reports, and masked-call bindings. The policy (triage, queue
-//! order, claim expiry, fallback) lives in crate `remote-diagnosis`; these are the values
+//! order, claim expiry, fallback) lives in crate `diagnosis-core`; these are the values
 //! it works on and the storage layer persists.
 
 use serde::{Deserialize, Serialize};
@@ -10,7 +10,7 @@ use crate::ids::{CaseId, TicketId, UserId};
 use crate::time::Timestamp;
 
 vocabulary! {
-    /// How a diagnosis ticket ended (the same vocabulary as `remote_diagnosis::TicketOutcome`).
+    /// How a diagnosis ticket ended (the same vocabulary as `diagnosis_core::TicketOutcome`).
     pub enum TicketOutcome: "ticket outcome" {
         /// The expert fixed it on the phone; the case closed as `resolved_remotely`.
         Solved = "solved",

@@ -1,7 +1,7 @@
 //! What stranded drivers ask for: a realistic mix of faults, services, places and people,
 //! drawn from a seeded generator. Pure.
 //!
-//! The fault table follows the triage rules' own examples (`remote-diagnosis`): about one
+//! The fault table follows the triage rules' own examples (`diagnosis-core`): about one
 //! request in six names a fault that may be fixed over the phone (a dead key fob, a
 //! warning light, a gear lever stuck in park …), the rest need a truck.
 

@@ -227,7 +227,7 @@ macro_rules! impl_diagnosis_store {
                 let usage: std::collections::HashMap<String, (i64, Option<chrono::DateTime<chrono::Utc>>)> =
                     usage.into_iter().map(|(number, live, released)| (number, (live, released))).collect();
                 // Never-used numbers first in configuration order, then the least recently
-                // released (the policy of `remote_diagnosis::NumberPool`).
+                // released (the policy of `diagnosis_core::NumberPool`).
                 let chosen = binding
                     .pool
                     .iter()

@@ -7,8 +7,8 @@ use axum::extract::{FromRequestParts, Path, Query, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use diagnosis_core::{BridgeError, DiagnosisReport, RulesDocument};
 use domain::{Case, DiagnosisTicket, PhoneNumber, Role, TicketId, TicketOutcome, User};
-use remote_diagnosis::{BridgeError, DiagnosisReport, RulesDocument};
 use serde::{Deserialize, Serialize};
 
 use crate::api::error::{ApiError, ErrorBody};

@@ -148,7 +148,7 @@ impl ApiError {
 
     /// 422 for a refused triage rules document: the message names the line, column and
     /// field of every problem.
-    pub fn invalid_rules(error: remote_diagnosis::RulesError) -> Self {
+    pub fn invalid_rules(error: diagnosis_core::RulesError) -> Self {
         let message = error.to_string();
         let errors = ValidationErrors::from(error);
         let mut api_error = Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_rules", message);

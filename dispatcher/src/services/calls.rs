@@ -7,10 +7,10 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use diagnosis_core::{Binding, BridgeError, PhoneBridge};
 use domain::diagnosis::NewPhoneBinding;
 use domain::ports::{Store, StoreError};
 use domain::{Case, CaseId, Clock, PhoneNumber, TicketId, User};
-use remote_diagnosis::{Binding, BridgeError, PhoneBridge};
 
 /// How long a masked-call binding routes calls after the last bind.
 const BINDING_TTL_H: i64 = 4;

@@ -1,12 +1,16 @@
 //! Remote diagnosis in the server: triage of every new case with the active rules, and
 //! the phone-expert queue (claims, reports, claim lapse, fallback to dispatch, the
-//! phone-resolution report). The decisions are `remote_diagnosis`'s pure functions; this
+//! phone-resolution report). The decisions are `diagnosis_core`'s pure functions; this
 //! module feeds them the stored case and the clock, writes their outcome through the store
 //! in one transaction each, and hands a case that needs a vehicle after all to the offer
 //! cascade.
 
 use std::sync::Arc;
 
+use diagnosis_core::{
+    DiagnosisRecord, DiagnosisReport, Outcome, QueuePolicy, ReportCase, RulesError, SafetyFlags,
+    TriageDecision, TriageInput, TriageRules,
+};
 use domain::diagnosis::{NewTicket, TicketClaim, TicketReport};
 use domain::ports::{Store, StoreError, TriageWrite};
 use domain::{
@@ -14,10 +18,6 @@ use domain::{
     SafetyReport, Severity, TicketId, TicketOutcome, Timestamp, User,
 };
 use parking_lot::RwLock;
-use remote_diagnosis::{
-    DiagnosisRecord, DiagnosisReport, Outcome, QueuePolicy, ReportCase, RulesError, SafetyFlags,
-    TriageDecision, TriageInput, TriageRules,
-};
 
 use crate::services::alerts::Alerts;
 use crate::services::cascade::OfferCascade;
@@ -153,7 +153,7 @@ impl DiagnosisDesk {
             }
             None => Ok(ActiveRules {
                 rules: Arc::new(TriageRules::defaults()),
-                text: remote_diagnosis::DEFAULT_RULES_TOML.to_owned(),
+                text: diagnosis_core::DEFAULT_RULES_TOML.to_owned(),
                 version: 0,
             }),
         }
@@ -265,7 +265,7 @@ impl DiagnosisDesk {
         let rules = self.rules.read().clone();
         // Darkness is judged at the moment of the request.
         let input = TriageInput::for_case(case, safety, case.created_at);
-        let decision = remote_diagnosis::triage(&rules.rules, &input);
+        let decision = diagnosis_core::triage(&rules.rules, &input);
         let now = domain::time::to_storage_precision(self.clock.now());
         let event = triage_event(&decision, rules.version, now);
         let label = if decision.is_phone_solvable() {

@@ -1,4 +1,4 @@
-//! Tracking of assigned vehicles and delay pre-warning, wiring the pure `tracker` crate
+//! Tracking of assigned vehicles and delay pre-warning, wiring the pure `tracking-core` crate
 //! to the server: one rule engine per active case, fed by every fix of the assigned
 //! vehicle and by a periodic tick; its alert changes become alerts (through
 //! [`Alerts`]) and timeline events; its prediction is the case's predicted arrival. It
@@ -24,7 +24,7 @@ use domain::{
 };
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
-use tracker::{AlertChange, RuleEngine, TrackerConfig, TrackingTarget};
+use tracking_core::{AlertChange, RuleEngine, TrackerConfig, TrackingTarget};
 
 use crate::services::alerts::Alerts;
 use crate::services::fleet_ingest::{AcceptedFixes, FleetRegistry};
@@ -144,7 +144,7 @@ impl Tracking {
     }
 
     /// The live progress of a tracked case.
-    pub fn snapshot(&self, case_id: CaseId) -> Option<tracker::ProgressSnapshot> {
+    pub fn snapshot(&self, case_id: CaseId) -> Option<tracking_core::ProgressSnapshot> {
         let now = self.clock.now();
         self.cases
             .lock()
@@ -526,7 +526,7 @@ impl Tracking {
     pub async fn trajectory(
         &self,
         case_id: CaseId,
-    ) -> Result<Option<tracker::Trajectory>, StoreError> {
+    ) -> Result<Option<tracking_core::Trajectory>, StoreError> {
         if self.store.get_case(case_id).await?.is_none() {
             return Ok(None);
         }
@@ -545,11 +545,11 @@ impl Tracking {
                 None => VehicleId(uuid::Uuid::nil()),
             },
         };
-        let fixes: Vec<tracker::Fix> = stored
+        let fixes: Vec<tracking_core::Fix> = stored
             .iter()
             .map(|stored| tracker_fix(&stored.fix))
             .collect();
-        Ok(Some(tracker::Trajectory::from_fixes(
+        Ok(Some(tracking_core::Trajectory::from_fixes(
             case_id,
             vehicle,
             &fixes,
@@ -623,8 +623,8 @@ impl Tracking {
     }
 }
 
-fn tracker_fix(fix: &Fix) -> tracker::Fix {
-    tracker::Fix {
+fn tracker_fix(fix: &Fix) -> tracking_core::Fix {
+    tracking_core::Fix {
         at: fix.ts,
         position: fix.position,
         speed_kmh: fix.speed_kmh,

@@ -639,10 +639,7 @@ api_test!(
         let before = app.get("/v1/admin/triage-rules", Some(ADMIN_TOKEN)).await;
         assert_eq!(before.status, StatusCode::OK, "{}", before.text);
         assert_eq!(before.body["version"], 0);
-        assert_eq!(
-            before.body["document"],
-            remote_diagnosis::DEFAULT_RULES_TOML
-        );
+        assert_eq!(before.body["document"], diagnosis_core::DEFAULT_RULES_TOML);
 
         let refused = put_rules(&app, "application/toml", "version = 1\nskils = []\n").await;
         assert_eq!(

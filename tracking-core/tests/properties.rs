@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use domain::{AlertKind, LatLon, RoadKind, Timestamp};
 use proptest::prelude::*;
-use tracker::{AlertChange, Fix, ProgressStatus, RuleEngine, TrackerConfig, TrackingTarget};
+use tracking_core::{AlertChange, Fix, ProgressStatus, RuleEngine, TrackerConfig, TrackingTarget};
 
 #[derive(Debug, Clone)]
 enum Event {

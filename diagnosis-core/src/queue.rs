@@ -39,7 +39,7 @@
 //! ```
 //! use chrono::{Duration, Utc};
 //! use domain::{CaseId, TicketId, Tier, UserId};
-//! use remote_diagnosis::{QueuePolicy, Skill, Ticket};
+//! use diagnosis_core::{QueuePolicy, Skill, Ticket};
 //!
 //! let policy = QueuePolicy::default();
 //! let now: chrono::DateTime<Utc> = "2026-05-04T02:00:00Z".parse().unwrap();
@@ -139,7 +139,7 @@ impl QueuePolicy {
     ///
     /// ```
     /// use domain::Tier;
-    /// use remote_diagnosis::QueuePolicy;
+    /// use diagnosis_core::QueuePolicy;
     /// let policy = QueuePolicy::default();
     /// assert!(policy.priority(Tier::Vip, false) > policy.priority(Tier::Premium, false));
     /// assert!(policy.priority(Tier::Standard, true) > policy.priority(Tier::Vip, false));
@@ -214,7 +214,7 @@ impl QueuePolicy {
     /// ```
     /// use chrono::{Duration, Utc};
     /// use domain::{AlertKind, CaseId, TicketId};
-    /// use remote_diagnosis::{QueuePolicy, Skill, Ticket};
+    /// use diagnosis_core::{QueuePolicy, Skill, Ticket};
     /// let policy = QueuePolicy { max_wait_s: 300, ..QueuePolicy::default() };
     /// let queued_at: chrono::DateTime<Utc> = "2026-05-04T02:00:00Z".parse().unwrap();
     /// let ticket = Ticket::new(TicketId::new_v7(), CaseId::new_v7(),

@@ -32,7 +32,7 @@ const SECONDS_PER_DAY: f64 = 86_400.0;
 ///
 /// ```
 /// use domain::LatLon;
-/// use remote_diagnosis::solar::sun_elevation_deg;
+/// use diagnosis_core::solar::sun_elevation_deg;
 /// let shanghai = LatLon::new(31.2304, 121.4737).unwrap();
 /// // Local noon (UTC+8) near the June solstice: the sun stands about 82° high.
 /// let noon = sun_elevation_deg(shanghai, "2026-06-21T03:54:00Z".parse().unwrap());

@@ -21,7 +21,7 @@
 //! The server (crate `dispatcher`) owns storage, HTTP and timers and calls into this crate.
 //!
 //! ```
-//! use remote_diagnosis::{triage, Outcome, SafetyFlags, TriageInput, TriageRules};
+//! use diagnosis_core::{triage, Outcome, SafetyFlags, TriageInput, TriageRules};
 //! use domain::{FaultCategory, LatLon, RoadKind, Service};
 //!
 //! let rules = TriageRules::defaults();

@@ -26,7 +26,7 @@ use crate::units::seconds_between;
 ///
 /// ```
 /// use domain::{CaseId, LatLon, Timestamp, VehicleId};
-/// use tracker::{FilterConfig, Fix, Trajectory};
+/// use tracking_core::{FilterConfig, Fix, Trajectory};
 /// let t0: Timestamp = "2026-11-22T03:00:00Z".parse().unwrap();
 /// let fix = |s: i64, lat: f64| Fix {
 ///     at: t0 + chrono::Duration::seconds(s),

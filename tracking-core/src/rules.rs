@@ -189,7 +189,7 @@ pub struct EngineState {
 ///
 /// ```
 /// use domain::{AlertKind, LatLon, RoadKind, Timestamp};
-/// use tracker::{AlertChange, Fix, RuleEngine, TrackerConfig, TrackingTarget};
+/// use tracking_core::{AlertChange, Fix, RuleEngine, TrackerConfig, TrackingTarget};
 ///
 /// let t0: Timestamp = "2026-11-22T03:00:00Z".parse().unwrap();
 /// let at = |s: i64| t0 + chrono::Duration::seconds(s);

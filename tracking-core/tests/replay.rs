@@ -1,10 +1,10 @@
 //! The replay measurement of issue 5 on the real traces in `tests/fixtures/`.
 //!
-//! Print the report with `cargo test -p tracker --test replay -- --nocapture`.
+//! Print the report with `cargo test -p tracking-core --test replay -- --nocapture`.
 
 use std::path::PathBuf;
 
-use tracker::replay::{self, ReplayConfig, ReplayReport, Trace};
+use tracking_core::replay::{self, ReplayConfig, ReplayReport, Trace};
 
 fn load_traces() -> Vec<Trace> {
     let fixtures = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
@@ -56,7 +56,7 @@ fn late_arrivals_are_warned_early_and_on_time_rescues_are_left_alone() {
 }
 
 /// The same measurement on ten other seeds, to see that the default seed is not a lucky
-/// one: `cargo test -p tracker --test replay -- --nocapture`.
+/// one: `cargo test -p tracking-core --test replay -- --nocapture`.
 #[test]
 fn the_targets_hold_on_other_seeds_too() {
     let traces = load_traces();

@@ -235,7 +235,7 @@ pub struct ProgressSnapshot {
 ///
 /// ```
 /// use domain::{LatLon, RoadKind, Timestamp};
-/// use tracker::{Fix, Progress, ProgressConfig, ProgressStatus, TrackingTarget};
+/// use tracking_core::{Fix, Progress, ProgressConfig, ProgressStatus, TrackingTarget};
 ///
 /// let t0: Timestamp = "2026-11-22T03:00:00Z".parse().unwrap();
 /// let at = |s: i64| t0 + chrono::Duration::seconds(s);

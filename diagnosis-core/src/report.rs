@@ -90,7 +90,7 @@ impl DurationStats {
     /// The statistics of `durations_s`; `None` when empty.
     ///
     /// ```
-    /// use remote_diagnosis::DurationStats;
+    /// use diagnosis_core::DurationStats;
     /// let stats = DurationStats::of(vec![60.0, 120.0, 180.0, 240.0]).unwrap();
     /// assert_eq!(stats.median_s, 150.0);
     /// assert!((stats.p90_s - 222.0).abs() < 1e-9);
@@ -228,7 +228,7 @@ fn seconds_between(from: DateTime<Utc>, to: DateTime<Utc>) -> f64 {
 /// ```
 /// use chrono::{Duration, Utc};
 /// use domain::{CaseId, FaultCategory};
-/// use remote_diagnosis::{DiagnosisRecord, DiagnosisReport, ReportCase, TicketOutcome};
+/// use diagnosis_core::{DiagnosisRecord, DiagnosisReport, ReportCase, TicketOutcome};
 /// let queued_at: chrono::DateTime<Utc> = "2026-05-04T02:00:00Z".parse().unwrap();
 /// let solved = ReportCase {
 ///     case_id: CaseId::new_v7(),

@@ -51,7 +51,7 @@ pub const ACCIDENT_SYMPTOMS: &[&str] = &["collision", "crash"];
 /// `{"injury": true}`.
 ///
 /// ```
-/// use remote_diagnosis::SafetyFlags;
+/// use diagnosis_core::SafetyFlags;
 /// let flags: SafetyFlags = serde_json::from_str(r#"{"injury": true}"#).unwrap();
 /// assert!(flags.injury && !flags.accident);
 /// assert!(serde_json::from_str::<SafetyFlags>(r#"{"injured": true}"#).is_err());
@@ -77,7 +77,7 @@ pub struct SafetyFlags {
 ///
 /// ```
 /// use domain::LatLon;
-/// use remote_diagnosis::safety::is_dark;
+/// use diagnosis_core::safety::is_dark;
 /// let helsinki = LatLon::new(60.1699, 24.9384).unwrap();
 /// // 20:00 local time: light in June, dark in December.
 /// assert!(!is_dark(helsinki, "2026-06-15T17:00:00Z".parse().unwrap()));
@@ -92,8 +92,8 @@ pub fn is_dark(position: LatLon, at: DateTime<Utc>) -> bool {
 ///
 /// ```
 /// use domain::{FaultCategory, LatLon, RoadKind, Service};
-/// use remote_diagnosis::safety::safety_reasons;
-/// use remote_diagnosis::{ReasonCode, SafetyFlags, TriageInput};
+/// use diagnosis_core::safety::safety_reasons;
+/// use diagnosis_core::{ReasonCode, SafetyFlags, TriageInput};
 /// let input = TriageInput {
 ///     category: FaultCategory::KeyFob,
 ///     symptoms: vec![],

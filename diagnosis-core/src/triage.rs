@@ -185,7 +185,7 @@ impl TriageDecision {
 ///
 /// ```
 /// use domain::{FaultCategory, LatLon, RoadKind, Service};
-/// use remote_diagnosis::{triage, Outcome, ReasonCode, SafetyFlags, TriageInput, TriageRules};
+/// use diagnosis_core::{triage, Outcome, ReasonCode, SafetyFlags, TriageInput, TriageRules};
 ///
 /// let mut input = TriageInput {
 ///     category: FaultCategory::GearLock,

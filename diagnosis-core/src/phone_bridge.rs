@@ -111,7 +111,7 @@ pub struct PoolNumber {
 ///
 /// ```
 /// use domain::{CaseId, PhoneNumber};
-/// use remote_diagnosis::{BridgeError, NumberPool};
+/// use diagnosis_core::{BridgeError, NumberPool};
 /// let numbers = ["+8610000000001", "+8610000000002"].map(|n| PhoneNumber::parse(n).unwrap());
 /// let mut pool = NumberPool::new(numbers).unwrap();
 /// let now = "2026-05-04T02:00:00Z".parse().unwrap();

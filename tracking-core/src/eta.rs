@@ -15,7 +15,7 @@ use crate::units::mps_from_kmh;
 ///
 /// ```
 /// use domain::{LatLon, RoadKind};
-/// use tracker::EtaModel;
+/// use tracking_core::EtaModel;
 /// let model = EtaModel::default();
 /// let truck = LatLon::new(39.7000, -104.9900).unwrap();
 /// let customer = LatLon::new(39.7450, -104.9900).unwrap(); // 5 km north

@@ -69,7 +69,7 @@ impl Trace {
     /// (a parked car) are collapsed.
     ///
     /// ```
-    /// use tracker::replay::Trace;
+    /// use tracking_core::replay::Trace;
     /// let trace = Trace::from_csv("t", "latitude,longitude\n39.70,-104.99\n39.70,-104.99\n39.71,-104.99\n").unwrap();
     /// assert_eq!(trace.len(), 2);
     /// assert!((trace.length_m() - 1_112.0).abs() < 1.0);

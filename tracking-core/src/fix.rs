@@ -18,7 +18,7 @@ use crate::units::seconds_between;
 ///
 /// ```
 /// use domain::geo::LatLon;
-/// use tracker::Fix;
+/// use tracking_core::Fix;
 /// let fix = Fix {
 ///     at: "2026-11-22T03:04:05Z".parse().unwrap(),
 ///     position: LatLon::new(31.2304, 121.4737).unwrap(),
@@ -141,7 +141,7 @@ const RECENT_TIMES: usize = 16;
 ///
 /// ```
 /// use domain::geo::LatLon;
-/// use tracker::{Fix, FixFilter, FixVerdict, FilterConfig};
+/// use tracking_core::{Fix, FixFilter, FixVerdict, FilterConfig};
 /// let config = FilterConfig::default();
 /// let mut filter = FixFilter::default();
 /// let at = |s: i64| "2026-11-22T03:00:00Z".parse::<domain::Timestamp>().unwrap()

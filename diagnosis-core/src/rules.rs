@@ -119,7 +119,7 @@ fn is_snake_case_code(text: &str) -> bool {
 /// An expert skill, such as `key_fob`: snake_case, at most 48 characters.
 ///
 /// ```
-/// use remote_diagnosis::Skill;
+/// use diagnosis_core::Skill;
 /// assert_eq!(Skill::parse("ev_charge_port").unwrap().as_str(), "ev_charge_port");
 /// assert!(Skill::parse("EV charge port").is_err());
 /// ```
@@ -186,7 +186,7 @@ impl From<Skill> for String {
 /// at most 64 characters. The fallback outcome is quoted as [`FALLBACK_RULE_ID`].
 ///
 /// ```
-/// use remote_diagnosis::RuleId;
+/// use diagnosis_core::RuleId;
 /// assert!(RuleId::parse("key-fob_battery2").is_ok());
 /// assert!(RuleId::parse("Key Fob").is_err());
 /// ```
@@ -412,7 +412,7 @@ impl Verdict<'_> {
 /// same way) and [`TriageRules::defaults`], so an invalid rule set never exists.
 ///
 /// ```
-/// use remote_diagnosis::TriageRules;
+/// use diagnosis_core::TriageRules;
 /// let rules = TriageRules::defaults();
 /// // The TOML and JSON forms round-trip.
 /// assert_eq!(TriageRules::parse(&rules.to_toml()).unwrap(), rules);
@@ -432,7 +432,7 @@ impl TriageRules {
     /// column and field.
     ///
     /// ```
-    /// use remote_diagnosis::TriageRules;
+    /// use diagnosis_core::TriageRules;
     /// let text = "version = 1\n\n[[rule]]\nid = \"engine\"\ncategory = \"engin\"\noutcome = \"needs_vehicle\"\n\n[fallback]\noutcome = \"needs_vehicle\"\n";
     /// let error = TriageRules::parse(text).unwrap_err();
     /// let problem = error.first().unwrap();
@@ -1059,7 +1059,7 @@ impl fmt::Display for RulesProblem {
 /// Why a rules file was refused: every problem found, never empty.
 ///
 /// ```
-/// use remote_diagnosis::TriageRules;
+/// use diagnosis_core::TriageRules;
 /// let error = TriageRules::parse("version = 1\nskils = []\n").unwrap_err();
 /// assert_eq!(
 ///     error.to_string(),

@@ -3,7 +3,7 @@
 //! on-time rescue.
 
 use domain::{LatLon, RoadKind, Timestamp};
-use tracker::{
+use tracking_core::{
     AlertChange, EtaModel, Fix, FixCounters, ProgressStatus, RuleEngine, TrackerConfig,
     TrackingTarget,
 };
