@@ -7,7 +7,7 @@ use chrono::{DateTime, NaiveDate, NaiveDateTime, TimeDelta, Utc};
 use super::frame::Gt06Frame;
 use super::protocol_number;
 use crate::position::{DevicePosition, Protocol, coordinates_in_range};
-use crate::wire::{Reader, hex_digits};
+use crate::wire::{MissingField, Reader, field, hex_digits};
 
 /// Login (0x01).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -121,8 +121,11 @@ impl BodyError {
     }
 }
 
-fn field<T>(value: Option<T>, field: &'static str) -> Result<T, BodyError> {
-    value.ok_or(BodyError::Truncated { field })
+impl From<MissingField> for BodyError {
+    /// A read past the end of the body: [`BodyError::Truncated`] in that field.
+    fn from(MissingField(field): MissingField) -> Self {
+        BodyError::Truncated { field }
+    }
 }
 
 /// Standard message types whose body opens with the 18-byte GPS block.

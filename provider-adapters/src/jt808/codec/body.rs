@@ -8,7 +8,7 @@ use chrono::{DateTime, NaiveDate, TimeDelta, Utc};
 use super::frame::{Jt808Frame, ProtocolVersion};
 use super::message_id;
 use crate::position::{DevicePosition, Protocol, coordinates_in_range};
-use crate::wire::{Reader, bcd_byte, gbk_text};
+use crate::wire::{MissingField, Reader, bcd_byte, field, gbk_text};
 
 /// Terminal registration (0x0100).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -221,8 +221,11 @@ impl BodyError {
     }
 }
 
-fn field<T>(value: Option<T>, field: &'static str) -> Result<T, BodyError> {
-    value.ok_or(BodyError::Truncated { field })
+impl From<MissingField> for BodyError {
+    /// A read past the end of the body: [`BodyError::Truncated`] in that field.
+    fn from(MissingField(field): MissingField) -> Self {
+        BodyError::Truncated { field }
+    }
 }
 
 /// Decodes the body of `frame` according to its message id.
@@ -498,10 +501,9 @@ fn decode_vendor_location(body: &[u8]) -> Result<LocationReport, BodyError> {
         Some(date.and_hms_opt(hour?, minute?, second?)?.and_utc())
     })()
     .ok_or(BodyError::InvalidTime)?;
-    let truncated = |field| BodyError::Truncated { field };
-    let (lat_bcd, _) = bcd_digits(&mut reader, 8).ok_or(truncated("latitude"))?;
-    let (lon_bcd, flags) = bcd_digits(&mut reader, 9).ok_or(truncated("longitude"))?;
-    let (speed_knots, _) = bcd_digits(&mut reader, 2).ok_or(truncated("speed"))?;
+    let (lat_bcd, _) = field(bcd_digits(&mut reader, 8), "latitude")?;
+    let (lon_bcd, flags) = field(bcd_digits(&mut reader, 9), "longitude")?;
+    let (speed_knots, _) = field(bcd_digits(&mut reader, 2), "speed")?;
     let course_half = field(reader.u8(), "course")?;
     let _signal = field(reader.u8(), "signal")?;
     let satellites = field(reader.u8(), "satellites")?;
