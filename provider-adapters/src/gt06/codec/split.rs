@@ -3,10 +3,11 @@
 //! one, reports bytes it drops as [`SkipReason`]s, and never leaves more than
 //! [`MAX_BUFFERED`] bytes in its buffer.
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Buf, BytesMut};
 use tokio_util::codec::Decoder;
 
 use super::frame::{START_EXTENDED, START_SHORT, STOP};
+use crate::framing;
 
 /// Largest frame the splitter accepts, markers included.
 pub const MAX_FRAME_LEN: usize = 2048;
@@ -35,19 +36,10 @@ impl SkipReason {
     }
 }
 
-/// What the splitter produced from the stream.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SplitItem {
-    /// One whole frame, start and stop markers included.
-    Frame(Bytes),
-    /// Bytes that were dropped, and why.
-    Skipped {
-        /// Why.
-        reason: SkipReason,
-        /// How many bytes.
-        bytes: usize,
-    },
-}
+/// What the splitter produced from the stream: a [`Frame`](framing::SplitItem::Frame) is
+/// one whole frame, start and stop markers included; bytes
+/// [`Skipped`](framing::SplitItem::Skipped) were dropped, and why.
+pub type SplitItem = framing::SplitItem<SkipReason>;
 
 /// `tokio_util` codec for GT06: splits incoming frames, encodes [`Gt06Reply`](super::Gt06Reply)s.
 ///

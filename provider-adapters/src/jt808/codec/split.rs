@@ -8,6 +8,7 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 use tokio_util::codec::Decoder;
 
 use super::frame::MAX_FRAME_LEN;
+use crate::framing;
 
 /// Frame delimiter.
 pub const DELIMITER: u8 = 0x7e;
@@ -104,19 +105,11 @@ impl SkipReason {
     }
 }
 
-/// What the splitter produced from the stream.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SplitItem {
-    /// One unescaped frame, delimiters removed: header, body and check code.
-    Frame(Bytes),
-    /// Bytes that were dropped, and why. Reported so the connection can log and count.
-    Skipped {
-        /// Why.
-        reason: SkipReason,
-        /// How many wire bytes.
-        bytes: usize,
-    },
-}
+/// What the splitter produced from the stream: a [`Frame`](framing::SplitItem::Frame) is
+/// one unescaped frame, delimiters removed (header, body and check code); bytes
+/// [`Skipped`](framing::SplitItem::Skipped) were dropped, and why, reported so the
+/// connection can log and count.
+pub type SplitItem = framing::SplitItem<SkipReason>;
 
 /// `tokio_util` codec for JT/T 808: splits and unescapes incoming frames, escapes and
 /// delimits outgoing [`OutboundMessage`](super::OutboundMessage)s.
