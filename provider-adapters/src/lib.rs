@@ -8,7 +8,8 @@
 //! (bytes in, typed messages out, never a panic, bounded memory), a pure `session` state
 //! machine (typed message + gateway answer in, replies out), and a `listener` that owns
 //! the sockets. OsmAnd is HTTP, so its folder only has the pure `parse`; the HTTP route
-//! lives with the server.
+//! lives with the server. The two binary codecs share what their splitters hand on
+//! ([`framing::SplitItem`]) and the bounds-checked reading of bodies.
 //!
 //! Wiring it into the server takes one line per listener:
 //!
@@ -21,6 +22,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod framing;
 pub mod gateway;
 pub mod gt06;
 pub mod jt808;

@@ -1,7 +1,8 @@
 //! Bounds-checked reading of big-endian binary bodies, shared by the binary codecs.
 //!
 //! Every read returns `None` past the end instead of panicking, so a decoder written with
-//! `?` cannot index out of bounds on a short or lying frame.
+//! `?` cannot index out of bounds on a short or lying frame. [`field`] names the field a
+//! read ran out in; each codec's `BodyError` turns that into its `Truncated` variant.
 
 /// A cursor over a byte slice; every read is checked.
 #[derive(Debug, Clone)]
@@ -54,6 +55,17 @@ impl<'a> Reader<'a> {
     pub(crate) fn skip(&mut self, count: usize) -> Option<()> {
         self.take(count).map(|_| ())
     }
+}
+
+/// A required field that the body ends before. Each codec's `BodyError` converts it
+/// (`From`) into its own `Truncated { field }`, so `field(reader.u16(), "name")?` reads
+/// the same in both codecs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct MissingField(pub(crate) &'static str);
+
+/// `value`, or [`MissingField`] naming `name` when the read ran past the end.
+pub(crate) fn field<T>(value: Option<T>, name: &'static str) -> Result<T, MissingField> {
+    value.ok_or(MissingField(name))
 }
 
 /// One packed-BCD byte as a number 0..=99, or `None` if a nibble is above 9.
