@@ -14,7 +14,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::units::seconds_between;
 
-/// One position report of the assigned vehicle, already parsed at the edge.
+/// One position report of the assigned vehicle, already parsed at the edge: the part of a
+/// [`domain::Fix`] the rules use. It is kept this small because engines are persisted with
+/// their recent fixes; build it from a domain fix with `From`.
 ///
 /// ```
 /// use domain::geo::LatLon;
@@ -35,6 +37,29 @@ pub struct Fix {
     /// The speed the device reported, if it reports one. Negative or non-finite values are
     /// treated as absent.
     pub speed_kmh: Option<f64>,
+}
+
+impl From<&domain::Fix> for Fix {
+    /// ```
+    /// use domain::{FixSource, LatLon};
+    /// let fix = domain::Fix {
+    ///     position: LatLon::new(31.2304, 121.4737).unwrap(),
+    ///     ts: "2026-11-22T03:04:05Z".parse().unwrap(),
+    ///     speed_kmh: Some(42.0),
+    ///     heading: Some(90.0),
+    ///     accuracy_m: None,
+    ///     source: FixSource::Api,
+    /// };
+    /// let sample = tracking_core::Fix::from(&fix);
+    /// assert_eq!((sample.at, sample.position, sample.speed_kmh), (fix.ts, fix.position, fix.speed_kmh));
+    /// ```
+    fn from(fix: &domain::Fix) -> Fix {
+        Fix {
+            at: fix.ts,
+            position: fix.position,
+            speed_kmh: fix.speed_kmh,
+        }
+    }
 }
 
 impl Fix {

@@ -90,7 +90,7 @@ impl Tracking {
                 None => {
                     let mut engine = self.new_engine(&job);
                     for stored in self.store.case_fixes(job.case.id).await? {
-                        engine.on_fix(tracker_fix(&stored.fix), stored.fix.ts);
+                        engine.on_fix(tracking_core::Fix::from(&stored.fix), stored.fix.ts);
                     }
                     engine
                 }
@@ -207,7 +207,7 @@ impl Tracking {
                 // The vehicle's position at acceptance is the first fix.
                 let now = self.clock.now();
                 if let Some(fix) = self.registry.latest_fix(active.job.vehicle_id) {
-                    engine.on_fix(tracker_fix(&fix), now);
+                    engine.on_fix(tracking_core::Fix::from(&fix), now);
                 }
                 self.insert(active.case.id, active.job.vehicle_id, engine);
             }
@@ -271,7 +271,7 @@ impl Tracking {
             let mut cases = self.cases.lock();
             for (case_id, _, fix) in &tracked {
                 if let Some(active) = cases.get_mut(case_id) {
-                    for change in active.engine.on_fix(tracker_fix(fix), now) {
+                    for change in active.engine.on_fix(tracking_core::Fix::from(fix), now) {
                         changes.push((*case_id, change));
                     }
                 }
@@ -547,7 +547,7 @@ impl Tracking {
         };
         let fixes: Vec<tracking_core::Fix> = stored
             .iter()
-            .map(|stored| tracker_fix(&stored.fix))
+            .map(|stored| tracking_core::Fix::from(&stored.fix))
             .collect();
         Ok(Some(tracking_core::Trajectory::from_fixes(
             case_id,
@@ -620,14 +620,6 @@ impl Tracking {
     /// How often [`Tracking::tick`] should run.
     pub fn tick_period(settings: &crate::config::Settings) -> Duration {
         Duration::from_secs(settings.alert_tick_s.max(1))
-    }
-}
-
-fn tracker_fix(fix: &Fix) -> tracking_core::Fix {
-    tracking_core::Fix {
-        at: fix.ts,
-        position: fix.position,
-        speed_kmh: fix.speed_kmh,
     }
 }
 
