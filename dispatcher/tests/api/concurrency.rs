@@ -89,6 +89,7 @@ async fn provider_loop(app_url: String, api_key: String, seed: u64, stop: Arc<At
                 }
             }
         }
+        // A provider's own pace between polls (load, not a wait before a check).
         tokio::time::sleep(Duration::from_millis(15)).await;
     }
 }
@@ -526,6 +527,7 @@ async fn a_crash_loses_at_most_the_last_second_of_fixes(backend: storage::testin
         assert_eq!(posted.body["accepted"], 2, "{}", posted.text);
         // The promise is about fixes older than a second at the crash (the flush runs
         // every RESCUE_FIX_FLUSH_MS, 250 ms by default).
+        // A real wait, on purpose: the flush period is wall time, not the injected clock.
         tokio::time::sleep(Duration::from_millis(1_200)).await;
         first_run.kill();
 

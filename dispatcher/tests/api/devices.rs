@@ -167,11 +167,31 @@ api_test!(
         }
         let (id, body) = terminal.request(0x0704, &batch).await;
         assert_eq!((id, body[4]), (0x8001, 0), "batch acknowledged");
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        // The batch was taken before the acknowledgement; the position flush runs here,
+        // so storage has whatever the batch left as the live position.
+        app.state.registry.flush().await.unwrap();
         assert_eq!(
             last_fix(&app, &provider).await["lat"].as_f64(),
             Some(31.2304)
         );
+        let vehicle_id: domain::VehicleId = app
+            .get("/v1/provider/vehicles/T7", Some(&provider))
+            .await
+            .body["id"]
+            .as_str()
+            .expect("the vehicle's id")
+            .parse()
+            .unwrap();
+        let stored = app
+            .db
+            .store
+            .get_vehicle(vehicle_id)
+            .await
+            .unwrap()
+            .expect("the vehicle is stored")
+            .last_fix
+            .expect("its live fix is stored");
+        assert_eq!(stored.position.lat(), 31.2304);
 
         // An unknown terminal gets result 4, "terminal not in database".
         let mut stranger = Terminal::connect(address).await;

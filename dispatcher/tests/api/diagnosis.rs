@@ -66,12 +66,37 @@ async fn ticket_of(app: &TestApp, case_id: &str) -> domain::DiagnosisTicket {
         .expect("the case has a ticket")
 }
 
-api_test!(
-    a_phone_solvable_case_is_claimed_solved_and_closed_without_a_truck,
-    |app| async move {
+/// On manual time, so that the sweeps that could still send a truck can be run with the
+/// clock past the claim timeout, the queue's maximum wait and the dispatch retry's cutoff.
+async fn a_phone_solvable_case_is_claimed_solved_and_closed_without_a_truck(
+    backend: storage::testing::Backend,
+) {
+    storage::testing::run_on(backend, |db| async move {
+        let start = chrono::Utc.with_ymd_and_hms(2026, 11, 22, 2, 0, 0).unwrap();
+        let clock = Arc::new(ManualClock::new(start));
+        let max_wait_s: u64 = 120;
+        let app = spawn_app_with(
+            db,
+            |settings| {
+                settings.diagnosis_max_wait_s = max_wait_s;
+                settings.diagnosis_claim_timeout_s = 60;
+                // The truck's fix stays fresh past the wait: were the case dispatched
+                // after all, the truck would get an offer.
+                settings.fix_max_age_s = 3600;
+            },
+            clock.clone(),
+        )
+        .await;
         let (_, provider) = app.create_provider("Idle Towing").await;
-        app.register_vehicle(&provider, "I1", &["tow", "jump_start"], 31.2404, 121.4737)
-            .await;
+        app.register_vehicle_at(
+            &provider,
+            "I1",
+            &["tow", "jump_start"],
+            31.2404,
+            121.4737,
+            domain::Clock::now(&*clock),
+        )
+        .await;
         let (expert_id, expert) = create_expert(&app, "ella", &["key_fob"]).await;
         let (_, other_expert) = create_expert(&app, "otto", &["key_fob"]).await;
         let created = app.create_case(&phone_case()).await;
@@ -184,8 +209,22 @@ api_test!(
             .await;
         assert_eq!(twice.status, StatusCode::CONFLICT, "{}", twice.text);
 
-        // No truck moved: no offer, the vehicle still available, the number free again.
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        // No truck moved, not even once the claim would have lapsed, the ticket been due
+        // for the fallback and the case for a dispatch retry: the sweeps of the diagnosis
+        // queue and of the dispatch retry run here, past all three, and find nothing to
+        // do. Then: no offer, the vehicle still available, the number free again.
+        clock.advance(chrono::Duration::seconds(max_wait_s as i64 + 1));
+        assert_eq!(app.state.diagnosis.lapse_expired().await.unwrap(), 0);
+        assert!(
+            app.state
+                .diagnosis
+                .fall_back_due()
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        assert_eq!(app.state.intake.retry_untriaged().await.unwrap(), 0);
+        assert_eq!(app.state.cascade.retry_waiting().await.unwrap(), 0);
         let case = app
             .wait_for_status(&case_id, CaseStatus::ResolvedRemotely)
             .await;
@@ -230,9 +269,26 @@ api_test!(
             "{}",
             report.text
         );
-        app
-    }
-);
+        app.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_phone_solvable_case_is_claimed_solved_and_closed_without_a_truck_sqlite() {
+    a_phone_solvable_case_is_claimed_solved_and_closed_without_a_truck(
+        storage::testing::Backend::Sqlite,
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_phone_solvable_case_is_claimed_solved_and_closed_without_a_truck_postgres() {
+    a_phone_solvable_case_is_claimed_solved_and_closed_without_a_truck(
+        storage::testing::Backend::Postgres,
+    )
+    .await;
+}
 
 api_test!(
     an_escalated_ticket_is_dispatched_at_once,
@@ -490,7 +546,16 @@ async fn an_unclaimed_ticket_falls_back_to_dispatch(backend: storage::testing::B
         let case_id = id_of(&app.create_case(&phone_case()).await);
         app.wait_for_status(&case_id, CaseStatus::Diagnosing).await;
         clock.advance(chrono::Duration::seconds(119));
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        // The fallback sweep runs at 119 s and leaves the ticket alone.
+        assert!(
+            app.state
+                .diagnosis
+                .fall_back_due()
+                .await
+                .unwrap()
+                .is_empty(),
+            "not due yet"
+        );
         let case = app.wait_for_status(&case_id, CaseStatus::Diagnosing).await;
         assert_eq!(case.status, CaseStatus::Diagnosing, "not due yet");
         clock.advance(chrono::Duration::seconds(1));
@@ -560,7 +625,12 @@ async fn a_silent_expert_loses_the_claim(backend: storage::testing::Backend) {
         assert_eq!(claimed.status, StatusCode::OK, "{}", claimed.text);
         let ticket_id = claimed.body["ticket"]["id"].as_str().unwrap().to_owned();
         clock.advance(chrono::Duration::seconds(59));
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        // The lapse sweep runs at 59 s and leaves the claim alone.
+        assert_eq!(
+            app.state.diagnosis.lapse_expired().await.unwrap(),
+            0,
+            "not lapsed yet"
+        );
         assert!(
             ticket_of(&app, &case_id).await.claimed_by.is_some(),
             "not lapsed yet"

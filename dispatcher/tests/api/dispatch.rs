@@ -677,7 +677,12 @@ async fn silence_cascades_then_escalates(backend: storage::testing::Backend) {
         let first = app.wait_for_offer(&provider, &case_id).await;
         // 44 s: still pending. 45 s: expired, and the next vehicle is offered.
         clock.advance(chrono::Duration::seconds(44));
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        // The expiry sweep runs at 44 s and expires nothing.
+        assert_eq!(
+            app.state.cascade.expire_due().await.unwrap(),
+            0,
+            "nothing is due at 44 s"
+        );
         assert_eq!(app.wait_for_offer(&provider, &case_id).await, first);
         clock.advance(chrono::Duration::seconds(1));
         let deadline = std::time::Instant::now() + Duration::from_secs(10);

@@ -110,7 +110,38 @@ api_test!(
         app.wait_for_status(case_id, domain::CaseStatus::Escalated)
             .await;
 
-        let after = app.get("/metrics", None).await.text;
+        // The escalation and its alert are counted just after the commit that made the
+        // case `escalated` visible (so that only what was stored counts): scrape until
+        // both are in.
+        let escalations = "rescue_escalations_total";
+        let no_vehicle_alerts = r#"rescue_alerts_raised_total{kind="no_vehicle"}"#;
+        let (scraper, earlier) = (&app, &before);
+        let after = app
+            .eventually(
+                "the escalation and its alert in /metrics",
+                move || async move {
+                    let scrape = scraper.get("/metrics", None).await.text;
+                    let counted = |series: &str| {
+                        sample_sum(&scrape, series).unwrap_or(0.0)
+                            > sample_sum(earlier, series).unwrap_or(0.0)
+                    };
+                    (counted(escalations) && counted(no_vehicle_alerts)).then_some(scrape)
+                },
+            )
+            .await;
+        // Under nextest every test has its process, and so the metrics recorder, to
+        // itself: then this test's escalation and alert are all there is, each counted
+        // exactly once.
+        if std::env::var("NEXTEST_EXECUTION_MODE").as_deref() == Ok("process-per-test") {
+            for series in [escalations, no_vehicle_alerts] {
+                let was = sample_sum(&before, series).unwrap_or(0.0);
+                assert_eq!(
+                    sample_sum(&after, series),
+                    Some(was + 1.0),
+                    "`{series}` counted once:\n{after}"
+                );
+            }
+        }
         assert!(
             after.contains("# TYPE rescue_dispatch_latency_seconds histogram"),
             "{after}"

@@ -351,6 +351,28 @@ impl TestApp {
         }
     }
 
+    /// Asks `probe` every 20 ms until it answers `Some`, for at most 10 s (then panics,
+    /// naming `what`). For what the server does just after something the test has already
+    /// seen (a counter bumped after a commit), never as a fixed wait.
+    pub async fn eventually<T, F, Fut>(&self, what: &str, mut probe: F) -> T
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Option<T>>,
+    {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let mut pace = tokio::time::interval(std::time::Duration::from_millis(20));
+        loop {
+            pace.tick().await;
+            if let Some(found) = probe().await {
+                return found;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "not within 10 s: {what}"
+            );
+        }
+    }
+
     /// How many cases the store holds (read directly, not through the API).
     pub async fn case_count(&self) -> usize {
         let filter = domain::ports::CaseFilter {

@@ -292,9 +292,11 @@ async fn a_truck_that_does_not_leave_raises_late_departure_which_agents_handle(
             "late_departure"
         );
 
-        // Raised once per episode: more ticks, no second alert.
+        // Raised once per episode: more ticks of the delay rules (run here, a minute
+        // later), no second alert.
         clock.advance(chrono::Duration::minutes(1));
-        tokio::time::sleep(Duration::from_millis(1500)).await;
+        app.state.tracking.tick().await;
+        app.state.tracking.tick().await;
         let all = app.get("/v1/alerts", Some(&agent)).await;
         let late = all.body["alerts"]
             .as_array()
