@@ -1,7 +1,9 @@
 //! The port every device adapter talks to. The dispatcher implements it; adapters never
 //! see a vehicle, a store or a bus, only this.
 
-use crate::position::{DevicePosition, Protocol};
+use domain::DeviceProtocol;
+
+use crate::position::DevicePosition;
 
 /// A device the gateway knows, as handed back by [`DeviceGateway::resolve_device`].
 ///
@@ -12,7 +14,7 @@ pub struct DeviceRef {
     /// The gateway's own key for the vehicle the device is mounted in.
     pub vehicle_key: String,
     /// The protocol the device speaks.
-    pub protocol: Protocol,
+    pub protocol: DeviceProtocol,
     /// The external device id, as the protocol states it.
     pub device_id: String,
 }
@@ -44,14 +46,15 @@ pub enum GatewayError {
 /// A gateway that knows one OsmAnd device and accepts everything:
 ///
 /// ```
-/// use provider_adapters::{DeviceGateway, DevicePosition, DeviceRef, GatewayError, Protocol, SubmitOutcome};
+/// use domain::DeviceProtocol;
+/// use provider_adapters::{DeviceGateway, DevicePosition, DeviceRef, GatewayError, SubmitOutcome};
 ///
 /// struct OneDevice;
 ///
 /// #[async_trait::async_trait]
 /// impl DeviceGateway for OneDevice {
-///     async fn resolve_device(&self, protocol: Protocol, device_id: &str) -> Result<Option<DeviceRef>, GatewayError> {
-///         Ok((protocol == Protocol::Osmand && device_id == "truck-7").then(|| DeviceRef {
+///     async fn resolve_device(&self, protocol: DeviceProtocol, device_id: &str) -> Result<Option<DeviceRef>, GatewayError> {
+///         Ok((protocol == DeviceProtocol::Osmand && device_id == "truck-7").then(|| DeviceRef {
 ///             vehicle_key: "T7".to_owned(),
 ///             protocol,
 ///             device_id: device_id.to_owned(),
@@ -69,7 +72,7 @@ pub trait DeviceGateway: Send + Sync + 'static {
     /// digits for the 2019 edition; GT06 IMEI; OsmAnd id) mapped to a vehicle?
     async fn resolve_device(
         &self,
-        protocol: Protocol,
+        protocol: DeviceProtocol,
         device_id: &str,
     ) -> Result<Option<DeviceRef>, GatewayError>;
 

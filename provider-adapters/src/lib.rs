@@ -34,7 +34,7 @@ pub mod webhook;
 mod wire;
 
 pub use gateway::{DeviceGateway, DeviceRef, GatewayError, SubmitOutcome};
-pub use position::{DevicePosition, Protocol};
+pub use position::DevicePosition;
 
 /// What a decoder does with a frame whose checksum (JT/T 808 XOR, GT06 CRC-16/X.25) does
 /// not match its content.

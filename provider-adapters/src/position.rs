@@ -1,41 +1,8 @@
 //! The one position type every device protocol decodes into.
 
 use chrono::{DateTime, Utc};
+use domain::DeviceProtocol;
 use serde::{Deserialize, Serialize};
-
-/// Which device protocol a position or a device id came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Protocol {
-    /// JT/T 808 (2011, 2013 and 2019 editions) over TCP.
-    Jt808,
-    /// GT06 / Concox binary protocol over TCP.
-    Gt06,
-    /// OsmAnd HTTP protocol, as spoken by the Traccar Client apps.
-    Osmand,
-}
-
-impl Protocol {
-    /// The lowercase name used in logs, metrics labels and the vehicle `devices` list.
-    ///
-    /// ```
-    /// use provider_adapters::Protocol;
-    /// assert_eq!(Protocol::Jt808.as_str(), "jt808");
-    /// ```
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Protocol::Jt808 => "jt808",
-            Protocol::Gt06 => "gt06",
-            Protocol::Osmand => "osmand",
-        }
-    }
-}
-
-impl std::fmt::Display for Protocol {
-    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        formatter.write_str(self.as_str())
-    }
-}
 
 /// One fix reported by a device, already converted to WGS-84 degrees, UTC and metric units.
 ///
@@ -70,7 +37,7 @@ pub struct DevicePosition {
     /// module that decoded it (for example `sos` or `lowBattery,removing`).
     pub alarm: Option<String>,
     /// The protocol that carried the fix.
-    pub source: Protocol,
+    pub source: DeviceProtocol,
 }
 
 /// Whether `lat`/`lon` are finite WGS-84 degrees.
@@ -100,9 +67,14 @@ mod tests {
 
     #[test]
     fn protocol_names_are_the_lowercase_labels_used_in_the_devices_list() {
-        assert_eq!(Protocol::Gt06.to_string(), "gt06");
+        assert_eq!(DeviceProtocol::Jt808.as_str(), "jt808");
+        assert_eq!(DeviceProtocol::Gt06.as_str(), "gt06");
+        assert_eq!(DeviceProtocol::Osmand.as_str(), "osmand");
+        assert_eq!(DeviceProtocol::Gt06.to_string(), "gt06");
         assert_eq!(
-            serde_json::to_string(&Protocol::Osmand).ok().as_deref(),
+            serde_json::to_string(&DeviceProtocol::Osmand)
+                .ok()
+                .as_deref(),
             Some("\"osmand\"")
         );
     }

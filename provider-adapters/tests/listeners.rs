@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use bytes::{BufMut, Bytes, BytesMut};
+use domain::DeviceProtocol;
 use futures::{SinkExt, StreamExt};
 use provider_adapters::gt06::codec::{CRC_X25, Gt06Codec};
 use provider_adapters::gt06::{Gt06Config, serve_gt06};
@@ -16,9 +17,7 @@ use provider_adapters::jt808::codec::{
     TerminalPhone,
 };
 use provider_adapters::jt808::{AuthSecret, Jt808Config, serve_jt808};
-use provider_adapters::{
-    DeviceGateway, DevicePosition, DeviceRef, GatewayError, Protocol, SubmitOutcome,
-};
+use provider_adapters::{DeviceGateway, DevicePosition, DeviceRef, GatewayError, SubmitOutcome};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
@@ -58,12 +57,12 @@ impl RecordingGateway {
 impl DeviceGateway for RecordingGateway {
     async fn resolve_device(
         &self,
-        protocol: Protocol,
+        protocol: DeviceProtocol,
         device_id: &str,
     ) -> Result<Option<DeviceRef>, GatewayError> {
-        let known: HashMap<(Protocol, &str), &str> = HashMap::from([
-            ((Protocol::Jt808, "013912345678"), "truck-1"),
-            ((Protocol::Gt06, KNOWN_IMEI), "van-2"),
+        let known: HashMap<(DeviceProtocol, &str), &str> = HashMap::from([
+            ((DeviceProtocol::Jt808, "013912345678"), "truck-1"),
+            ((DeviceProtocol::Gt06, KNOWN_IMEI), "van-2"),
         ]);
         Ok(known.get(&(protocol, device_id)).map(|vehicle| DeviceRef {
             vehicle_key: (*vehicle).to_owned(),

@@ -37,7 +37,8 @@ enum Pending {
 /// State of one GT06 connection.
 ///
 /// ```
-/// use provider_adapters::{ChecksumPolicy, DeviceRef, Protocol};
+/// use domain::DeviceProtocol;
+/// use provider_adapters::{ChecksumPolicy, DeviceRef};
 /// use provider_adapters::gt06::Gt06Session;
 /// use provider_adapters::session::Step;
 ///
@@ -176,7 +177,7 @@ impl Gt06Session {
 mod tests {
     use super::*;
     use crate::gt06::codec::CRC_X25;
-    use crate::position::Protocol;
+    use domain::DeviceProtocol;
 
     const LOGIN: &str = "78780d01086471700328358100093f040d0a";
 
@@ -203,7 +204,7 @@ mod tests {
     fn device() -> DeviceRef {
         DeviceRef {
             vehicle_key: "T9".into(),
-            protocol: Protocol::Gt06,
+            protocol: DeviceProtocol::Gt06,
             device_id: "864717003283581".into(),
         }
     }

@@ -87,7 +87,8 @@ struct Authenticated {
 ///
 /// ```
 /// use std::time::Instant;
-/// use provider_adapters::{ChecksumPolicy, DeviceRef, Protocol};
+/// use domain::DeviceProtocol;
+/// use provider_adapters::{ChecksumPolicy, DeviceRef};
 /// use provider_adapters::jt808::{AuthSecret, Jt808Session};
 /// use provider_adapters::session::Step;
 ///
@@ -105,7 +106,7 @@ struct Authenticated {
 /// .to_frame();
 /// let Step::Resolve { device_id } = session.on_frame(&register, Instant::now()) else { panic!() };
 /// assert_eq!(device_id, "013345678906");
-/// let device = DeviceRef { vehicle_key: "T7".into(), protocol: Protocol::Jt808, device_id };
+/// let device = DeviceRef { vehicle_key: "T7".into(), protocol: DeviceProtocol::Jt808, device_id };
 /// let Step::Reply(replies) = session.resolved(Ok(Some(device))) else { panic!() };
 /// assert_eq!(replies[0].message_id, 0x8100);
 /// assert!(session.is_authenticated());
@@ -401,7 +402,7 @@ mod tests {
 
     use super::*;
     use crate::jt808::codec::{STATUS_FIX_VALID, xor_checksum};
-    use crate::position::Protocol;
+    use domain::DeviceProtocol;
 
     const PHONE: [u8; 6] = [0x01, 0x39, 0x12, 0x34, 0x56, 0x78];
     const OTHER_PHONE: [u8; 6] = [0x01, 0x39, 0x00, 0x00, 0x00, 0x01];
@@ -444,7 +445,7 @@ mod tests {
     fn device() -> DeviceRef {
         DeviceRef {
             vehicle_key: "T7".into(),
-            protocol: Protocol::Jt808,
+            protocol: DeviceProtocol::Jt808,
             device_id: "013912345678".into(),
         }
     }

@@ -15,9 +15,10 @@
 //! Errors name the offending field, so the HTTP route can answer 400 with a useful message.
 
 use chrono::{DateTime, NaiveDateTime, Utc};
+use domain::DeviceProtocol;
 use serde_json::Value;
 
-use crate::position::{DevicePosition, KMH_PER_KNOT, KMH_PER_MPS, Protocol, coordinates_in_range};
+use crate::position::{DevicePosition, KMH_PER_KNOT, KMH_PER_MPS, coordinates_in_range};
 
 /// Why a request could not be parsed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -190,7 +191,7 @@ pub fn parse_query(query: &str, now: DateTime<Utc>) -> Result<DevicePosition, Os
         valid,
         satellites: None,
         alarm: None,
-        source: Protocol::Osmand,
+        source: DeviceProtocol::Osmand,
     })
 }
 
@@ -275,7 +276,7 @@ fn parse_json_location(
         valid: true,
         satellites: None,
         alarm: None,
-        source: Protocol::Osmand,
+        source: DeviceProtocol::Osmand,
     })
 }
 

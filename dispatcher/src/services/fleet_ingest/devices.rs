@@ -12,9 +12,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use domain::{Clock, DeviceProtocol, Fix, FixSource, LatLon, VehicleId};
-use provider_adapters::{
-    DeviceGateway, DevicePosition, DeviceRef, GatewayError, Protocol, SubmitOutcome,
-};
+use provider_adapters::{DeviceGateway, DevicePosition, DeviceRef, GatewayError, SubmitOutcome};
 
 use super::{FixRefusal, FleetRegistry, count_rejection};
 
@@ -31,19 +29,11 @@ impl DeviceIntake {
     }
 }
 
-fn device_protocol(protocol: Protocol) -> DeviceProtocol {
+fn fix_source(protocol: DeviceProtocol) -> FixSource {
     match protocol {
-        Protocol::Jt808 => DeviceProtocol::Jt808,
-        Protocol::Gt06 => DeviceProtocol::Gt06,
-        Protocol::Osmand => DeviceProtocol::Osmand,
-    }
-}
-
-fn fix_source(protocol: Protocol) -> FixSource {
-    match protocol {
-        Protocol::Jt808 => FixSource::Jt808,
-        Protocol::Gt06 => FixSource::Gt06,
-        Protocol::Osmand => FixSource::Osmand,
+        DeviceProtocol::Jt808 => FixSource::Jt808,
+        DeviceProtocol::Gt06 => FixSource::Gt06,
+        DeviceProtocol::Osmand => FixSource::Osmand,
     }
 }
 
@@ -51,12 +41,12 @@ fn fix_source(protocol: Protocol) -> FixSource {
 impl DeviceGateway for DeviceIntake {
     async fn resolve_device(
         &self,
-        protocol: Protocol,
+        protocol: DeviceProtocol,
         device_id: &str,
     ) -> Result<Option<DeviceRef>, GatewayError> {
         let found = self
             .registry
-            .resolve_device(device_protocol(protocol), device_id)
+            .resolve_device(protocol, device_id)
             .await
             .map_err(|_| GatewayError::Unavailable)?;
         Ok(found.map(|vehicle_id| DeviceRef {

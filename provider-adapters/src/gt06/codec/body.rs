@@ -3,10 +3,11 @@
 //! [`gt06::codec`](super) for which, and when a cell-tower or Wi-Fi type counts as one).
 
 use chrono::{DateTime, NaiveDate, NaiveDateTime, TimeDelta, Utc};
+use domain::DeviceProtocol;
 
 use super::frame::Gt06Frame;
 use super::protocol_number;
-use crate::position::{DevicePosition, Protocol, coordinates_in_range};
+use crate::position::{DevicePosition, coordinates_in_range};
 use crate::wire::{MissingField, Reader, field, hex_digits};
 
 /// Login (0x01).
@@ -68,7 +69,7 @@ impl Gt06Location {
             valid: self.valid,
             satellites: self.satellites,
             alarm: self.alarm.map(str::to_owned),
-            source: Protocol::Gt06,
+            source: DeviceProtocol::Gt06,
         }
     }
 

@@ -4,10 +4,11 @@
 //! from GMT+8 (or the vendor layout's UTC) to UTC here.
 
 use chrono::{DateTime, NaiveDate, TimeDelta, Utc};
+use domain::DeviceProtocol;
 
 use super::frame::{Jt808Frame, ProtocolVersion};
 use super::message_id;
-use crate::position::{DevicePosition, Protocol, coordinates_in_range};
+use crate::position::{DevicePosition, coordinates_in_range};
 use crate::wire::{MissingField, Reader, bcd_byte, field, gbk_text};
 
 /// Terminal registration (0x0100).
@@ -148,7 +149,7 @@ impl LocationReport {
             valid: self.fix_valid(),
             satellites: self.satellites,
             alarm: self.alarm(),
-            source: Protocol::Jt808,
+            source: DeviceProtocol::Jt808,
         }
     }
 }
