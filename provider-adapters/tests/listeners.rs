@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use bytes::{BufMut, Bytes, BytesMut};
-use domain::DeviceProtocol;
+use domain::{DeviceProtocol, VehicleId};
 use futures::{SinkExt, StreamExt};
 use provider_adapters::gt06::codec::{CRC_X25, Gt06Codec};
 use provider_adapters::gt06::{Gt06Config, serve_gt06};
@@ -30,6 +30,20 @@ const UNKNOWN_PHONE: [u8; 6] = [0x01, 0x39, 0x99, 0x99, 0x99, 0x99];
 const KNOWN_IMEI: &str = "864717003283581";
 const SECRET: &[u8] = b"test secret";
 const PATIENCE: Duration = Duration::from_secs(5);
+
+/// The vehicle the known JT/T 808 terminal is mounted in.
+fn truck_1() -> VehicleId {
+    "0197a000-0000-7000-8000-000000000001"
+        .parse()
+        .expect("a vehicle id")
+}
+
+/// The vehicle the known GT06 tracker is mounted in.
+fn van_2() -> VehicleId {
+    "0197a000-0000-7000-8000-000000000002"
+        .parse()
+        .expect("a vehicle id")
+}
 
 #[derive(Debug, Clone)]
 struct Submission {
@@ -60,12 +74,12 @@ impl DeviceGateway for RecordingGateway {
         protocol: DeviceProtocol,
         device_id: &str,
     ) -> Result<Option<DeviceRef>, GatewayError> {
-        let known: HashMap<(DeviceProtocol, &str), &str> = HashMap::from([
-            ((DeviceProtocol::Jt808, "013912345678"), "truck-1"),
-            ((DeviceProtocol::Gt06, KNOWN_IMEI), "van-2"),
+        let known: HashMap<(DeviceProtocol, &str), VehicleId> = HashMap::from([
+            ((DeviceProtocol::Jt808, "013912345678"), truck_1()),
+            ((DeviceProtocol::Gt06, KNOWN_IMEI), van_2()),
         ]);
         Ok(known.get(&(protocol, device_id)).map(|vehicle| DeviceRef {
-            vehicle_key: (*vehicle).to_owned(),
+            vehicle_id: *vehicle,
             protocol,
             device_id: device_id.to_owned(),
         }))
@@ -320,7 +334,7 @@ async fn a_terminal_registers_authenticates_reports_and_uploads_a_blind_area_bat
     let submissions = wait_for_submissions(&server.gateway, 2).await?;
     let live = &submissions[0];
     assert!(live.live);
-    assert_eq!(live.device.vehicle_key, "truck-1");
+    assert_eq!(live.device.vehicle_id, truck_1());
     assert_eq!(live.positions.len(), 1);
     let fix = &live.positions[0];
     assert!((fix.lat - 31.2304).abs() < 1e-9 && (fix.lon - 121.4737).abs() < 1e-9);
@@ -498,7 +512,7 @@ async fn a_gt06_device_logs_in_reports_and_heartbeats() -> Result<()> {
         1,
         "the location before login was not submitted"
     );
-    assert_eq!(submissions[0].device.vehicle_key, "van-2");
+    assert_eq!(submissions[0].device.vehicle_id, van_2());
     let fix = &submissions[0].positions[0];
     assert!((fix.lat - 31.23).abs() < 1e-5 && (fix.lon - 121.47).abs() < 1e-5);
     assert_eq!(fix.speed_kmh, Some(60.0));

@@ -177,7 +177,7 @@ impl Gt06Session {
 mod tests {
     use super::*;
     use crate::gt06::codec::CRC_X25;
-    use domain::DeviceProtocol;
+    use domain::{DeviceProtocol, VehicleId};
 
     const LOGIN: &str = "78780d01086471700328358100093f040d0a";
 
@@ -201,9 +201,16 @@ mod tests {
         frame(0x12, &body, 0x0042)
     }
 
+    /// The vehicle the test tracker is mounted in.
+    fn van() -> VehicleId {
+        "0197a000-0000-7000-8000-000000000009"
+            .parse()
+            .expect("a vehicle id")
+    }
+
     fn device() -> DeviceRef {
         DeviceRef {
-            vehicle_key: "T9".into(),
+            vehicle_id: van(),
             protocol: DeviceProtocol::Gt06,
             device_id: "864717003283581".into(),
         }
@@ -265,7 +272,7 @@ mod tests {
         else {
             panic!("no submit")
         };
-        assert_eq!(device.vehicle_key, "T9");
+        assert_eq!(device.vehicle_id, van());
         assert_eq!(positions[0].device_id, "864717003283581");
         assert_eq!(positions[0].time.to_rfc3339(), "2024-11-22T03:04:05+00:00");
         let step = session.submitted(Ok(SubmitOutcome {

@@ -11,7 +11,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use domain::{Clock, DeviceProtocol, Fix, FixSource, LatLon, VehicleId};
+use domain::{Clock, DeviceProtocol, Fix, FixSource, LatLon};
 use provider_adapters::{DeviceGateway, DevicePosition, DeviceRef, GatewayError, SubmitOutcome};
 
 use super::{FixRefusal, FleetRegistry, count_rejection};
@@ -50,7 +50,7 @@ impl DeviceGateway for DeviceIntake {
             .await
             .map_err(|_| GatewayError::Unavailable)?;
         Ok(found.map(|vehicle_id| DeviceRef {
-            vehicle_key: vehicle_id.to_string(),
+            vehicle_id,
             protocol,
             device_id: device_id.to_owned(),
         }))
@@ -62,10 +62,7 @@ impl DeviceGateway for DeviceIntake {
         positions: Vec<DevicePosition>,
         live: bool,
     ) -> Result<SubmitOutcome, GatewayError> {
-        let vehicle_id: VehicleId = device
-            .vehicle_key
-            .parse()
-            .map_err(|_| GatewayError::Rejected("unknown vehicle key".into()))?;
+        let vehicle_id = device.vehicle_id;
         let source = fix_source(device.protocol);
         let now = self.clock.now();
         let mut outcome = SubmitOutcome::default();
