@@ -336,18 +336,25 @@ async fn a_terminal_registers_authenticates_reports_and_uploads_a_blind_area_bat
     assert!(live.live);
     assert_eq!(live.device.vehicle_id, truck_1());
     assert_eq!(live.positions.len(), 1);
-    let fix = &live.positions[0];
-    assert!((fix.lat - 31.2304).abs() < 1e-9 && (fix.lon - 121.4737).abs() < 1e-9);
-    assert_eq!(fix.time.to_rfc3339(), "2026-11-22T03:04:05+00:00");
+    let position = &live.positions[0];
+    assert!(
+        (position.fix.position.lat() - 31.2304).abs() < 1e-9
+            && (position.fix.position.lon() - 121.4737).abs() < 1e-9
+    );
+    assert_eq!(position.fix.ts.to_rfc3339(), "2026-11-22T03:04:05+00:00");
     assert_eq!(
-        (fix.speed_kmh, fix.heading_deg, fix.satellites),
+        (
+            position.fix.speed_kmh,
+            position.fix.heading,
+            position.satellites
+        ),
         (Some(45.5), Some(270.0), Some(11))
     );
     let blind = &submissions[1];
     assert!(!blind.live);
     assert_eq!(blind.positions.len(), 2);
     assert_eq!(
-        blind.positions[0].time.to_rfc3339(),
+        blind.positions[0].fix.ts.to_rfc3339(),
         "2026-11-22T02:00:00+00:00"
     );
 
@@ -513,9 +520,12 @@ async fn a_gt06_device_logs_in_reports_and_heartbeats() -> Result<()> {
         "the location before login was not submitted"
     );
     assert_eq!(submissions[0].device.vehicle_id, van_2());
-    let fix = &submissions[0].positions[0];
-    assert!((fix.lat - 31.23).abs() < 1e-5 && (fix.lon - 121.47).abs() < 1e-5);
-    assert_eq!(fix.speed_kmh, Some(60.0));
+    let position = &submissions[0].positions[0];
+    assert!(
+        (position.fix.position.lat() - 31.23).abs() < 1e-5
+            && (position.fix.position.lon() - 121.47).abs() < 1e-5
+    );
+    assert_eq!(position.fix.speed_kmh, Some(60.0));
 
     device
         .write_all(&gt06_frame(0x13, &[0x40, 0x04, 0x04, 0x00, 0x02], 4))

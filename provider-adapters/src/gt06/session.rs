@@ -274,7 +274,10 @@ mod tests {
         };
         assert_eq!(device.vehicle_id, van());
         assert_eq!(positions[0].device_id, "864717003283581");
-        assert_eq!(positions[0].time.to_rfc3339(), "2024-11-22T03:04:05+00:00");
+        assert_eq!(
+            positions[0].fix.ts.to_rfc3339(),
+            "2024-11-22T03:04:05+00:00"
+        );
         let step = session.submitted(Ok(SubmitOutcome {
             accepted: 1,
             rejected: 0,
@@ -344,7 +347,7 @@ mod tests {
         let Step::Submit { positions, .. } = session.on_frame(&frame(0xa2, &with_fix, 6)) else {
             panic!("no submit")
         };
-        assert!((positions[0].lat - 31.23).abs() < 1e-5);
+        assert!((positions[0].fix.position.lat() - 31.23).abs() < 1e-5);
         let step = session.submitted(Ok(SubmitOutcome {
             accepted: 1,
             rejected: 0,

@@ -11,7 +11,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use domain::{Clock, DeviceProtocol, Fix, FixSource, LatLon};
+use domain::{Clock, DeviceProtocol};
 use provider_adapters::{DeviceGateway, DevicePosition, DeviceRef, GatewayError, SubmitOutcome};
 
 use super::{FixRefusal, FleetRegistry, count_rejection};
@@ -26,14 +26,6 @@ impl DeviceIntake {
     /// A gateway over the fleet registry.
     pub fn new(registry: Arc<FleetRegistry>, clock: Arc<dyn Clock>) -> DeviceIntake {
         DeviceIntake { registry, clock }
-    }
-}
-
-fn fix_source(protocol: DeviceProtocol) -> FixSource {
-    match protocol {
-        DeviceProtocol::Jt808 => FixSource::Jt808,
-        DeviceProtocol::Gt06 => FixSource::Gt06,
-        DeviceProtocol::Osmand => FixSource::Osmand,
     }
 }
 
@@ -63,31 +55,18 @@ impl DeviceGateway for DeviceIntake {
         live: bool,
     ) -> Result<SubmitOutcome, GatewayError> {
         let vehicle_id = device.vehicle_id;
-        let source = fix_source(device.protocol);
         let now = self.clock.now();
         let mut outcome = SubmitOutcome::default();
         let mut fresh = Vec::with_capacity(positions.len());
         let mut history = Vec::new();
         let mut latest_in_batch = HashMap::with_capacity(1);
         for position in positions {
-            let Ok(point) = LatLon::new(position.lat, position.lon) else {
-                count_rejection(source, FixRefusal::OutOfRange);
-                outcome.rejected += 1;
-                continue;
-            };
+            let fix = position.fix;
             if !position.valid {
-                count_rejection(source, FixRefusal::NoGpsFix);
+                count_rejection(fix.source, FixRefusal::NoGpsFix);
                 outcome.rejected += 1;
                 continue;
             }
-            let fix = Fix {
-                position: point,
-                ts: position.time,
-                speed_kmh: position.speed_kmh,
-                heading: position.heading_deg,
-                accuracy_m: position.accuracy_m,
-                source,
-            };
             match self
                 .registry
                 .check_in_batch(&mut latest_in_batch, vehicle_id, &fix, now)
@@ -103,7 +82,7 @@ impl DeviceGateway for DeviceIntake {
                     outcome.accepted += 1;
                 }
                 Err(refusal) => {
-                    count_rejection(source, refusal);
+                    count_rejection(fix.source, refusal);
                     outcome.rejected += 1;
                 }
             }
