@@ -1,5 +1,5 @@
 //! The port every device adapter talks to. The dispatcher implements it; adapters never
-//! see a vehicle, a store or a bus, only this.
+//! see a vehicle, a store or a bus, only this (and a vehicle's id, which they hand back).
 
 use domain::{DeviceProtocol, VehicleId};
 

@@ -2,9 +2,10 @@
 //! adapters (JT/T 808, GT06, OsmAnd) report to. The OsmAnd HTTP route is in
 //! `api::devices`.
 //!
-//! A device is known when a provider listed it in a vehicle's `devices`. Its positions go
-//! through the same checks as the provider API's: the live position only moves forward in
-//! time. Batch and blind-area uploads (`live = false`) are taken too, but an old one never
+//! A device is known when a provider listed it in a vehicle's `devices`. A decoded position
+//! already is a `domain::Fix` (the adapters validated its coordinates); it goes through the
+//! same checks as the provider API's (`FleetRegistry::check_in_batch`): the live position
+//! only moves forward in time. Batch and blind-area uploads (`live = false`) are taken too, but an old one never
 //! moves the live position back; a fix the device itself marks as invalid (no GPS lock) is
 //! refused and counted.
 
