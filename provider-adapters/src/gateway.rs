@@ -1,18 +1,20 @@
 //! The port every device adapter talks to. The dispatcher implements it; adapters never
-//! see a vehicle, a store or a bus, only this.
+//! see a vehicle, a store or a bus, only this (and a vehicle's id, which they hand back).
 
-use crate::position::{DevicePosition, Protocol};
+use domain::{DeviceProtocol, VehicleId};
+
+use crate::position::DevicePosition;
 
 /// A device the gateway knows, as handed back by [`DeviceGateway::resolve_device`].
 ///
 /// Adapters keep it for the life of a connection and pass it back with every submission;
-/// `vehicle_key` is opaque to them.
+/// `vehicle_id` is opaque to them.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct DeviceRef {
-    /// The gateway's own key for the vehicle the device is mounted in.
-    pub vehicle_key: String,
+    /// The vehicle the device is mounted in.
+    pub vehicle_id: VehicleId,
     /// The protocol the device speaks.
-    pub protocol: Protocol,
+    pub protocol: DeviceProtocol,
     /// The external device id, as the protocol states it.
     pub device_id: String,
 }
@@ -44,15 +46,16 @@ pub enum GatewayError {
 /// A gateway that knows one OsmAnd device and accepts everything:
 ///
 /// ```
-/// use provider_adapters::{DeviceGateway, DevicePosition, DeviceRef, GatewayError, Protocol, SubmitOutcome};
+/// use domain::{DeviceProtocol, VehicleId};
+/// use provider_adapters::{DeviceGateway, DevicePosition, DeviceRef, GatewayError, SubmitOutcome};
 ///
 /// struct OneDevice;
 ///
 /// #[async_trait::async_trait]
 /// impl DeviceGateway for OneDevice {
-///     async fn resolve_device(&self, protocol: Protocol, device_id: &str) -> Result<Option<DeviceRef>, GatewayError> {
-///         Ok((protocol == Protocol::Osmand && device_id == "truck-7").then(|| DeviceRef {
-///             vehicle_key: "T7".to_owned(),
+///     async fn resolve_device(&self, protocol: DeviceProtocol, device_id: &str) -> Result<Option<DeviceRef>, GatewayError> {
+///         Ok((protocol == DeviceProtocol::Osmand && device_id == "truck-7").then(|| DeviceRef {
+///             vehicle_id: "0197a000-0000-7000-8000-000000000007".parse::<VehicleId>().unwrap(),
 ///             protocol,
 ///             device_id: device_id.to_owned(),
 ///         }))
@@ -69,7 +72,7 @@ pub trait DeviceGateway: Send + Sync + 'static {
     /// digits for the 2019 edition; GT06 IMEI; OsmAnd id) mapped to a vehicle?
     async fn resolve_device(
         &self,
-        protocol: Protocol,
+        protocol: DeviceProtocol,
         device_id: &str,
     ) -> Result<Option<DeviceRef>, GatewayError>;
 

@@ -2,7 +2,12 @@
 //! positions straight to the server. This crate owns the wire formats and nothing else —
 //! JT/T 808 and GT06 over TCP, and the OsmAnd HTTP protocol of the Traccar Client apps —
 //! and turns every message into the same [`DevicePosition`], handed to the rest of the
-//! server through the one [`DeviceGateway`] port.
+//! server through the one [`DeviceGateway`] port. It speaks the domain's types: a
+//! `DevicePosition` is a [`domain::Fix`] (a validated [`domain::LatLon`], UTC time, km/h,
+//! the protocol's [`domain::FixSource`]) plus what only a device says (its id, the valid
+//! flag, altitude, satellites, alarms), so a decoded fix is the server's fix from the
+//! socket to the fleet index; devices are named by [`domain::DeviceProtocol`] and the
+//! gateway hands back the [`domain::VehicleId`] a device is mounted in.
 //!
 //! Each protocol is one folder with the same file set: a pure, fuzzable `codec`
 //! (bytes in, typed messages out, never a panic, bounded memory), a pure `session` state
@@ -34,7 +39,7 @@ pub mod webhook;
 mod wire;
 
 pub use gateway::{DeviceGateway, DeviceRef, GatewayError, SubmitOutcome};
-pub use position::{DevicePosition, Protocol};
+pub use position::DevicePosition;
 
 /// What a decoder does with a frame whose checksum (JT/T 808 XOR, GT06 CRC-16/X.25) does
 /// not match its content.

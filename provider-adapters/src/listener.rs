@@ -18,8 +18,8 @@ use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::gateway::{DeviceGateway, GatewayError};
 use crate::metric_names;
-use crate::position::Protocol;
 use crate::session::Step;
+use domain::DeviceProtocol;
 
 /// What a session made of one item from its splitter.
 pub(crate) enum Incoming<R> {
@@ -31,7 +31,7 @@ pub(crate) enum Incoming<R> {
 
 /// A protocol's per-connection state, as the driver sees it.
 pub(crate) trait ConnectionSession: Send + 'static {
-    const PROTOCOL: Protocol;
+    const PROTOCOL: DeviceProtocol;
     type Reply: Send + 'static;
     type Codec: Decoder<Item: Send, Error = std::io::Error>
         + Encoder<Self::Reply, Error = std::io::Error>

@@ -1,84 +1,36 @@
-//! The one position type every device protocol decodes into.
+//! The one position type every device protocol decodes into: a [`domain::Fix`] plus what
+//! only a device says about it.
 
-use chrono::{DateTime, Utc};
+use domain::Fix;
 use serde::{Deserialize, Serialize};
-
-/// Which device protocol a position or a device id came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Protocol {
-    /// JT/T 808 (2011, 2013 and 2019 editions) over TCP.
-    Jt808,
-    /// GT06 / Concox binary protocol over TCP.
-    Gt06,
-    /// OsmAnd HTTP protocol, as spoken by the Traccar Client apps.
-    Osmand,
-}
-
-impl Protocol {
-    /// The lowercase name used in logs, metrics labels and the vehicle `devices` list.
-    ///
-    /// ```
-    /// use provider_adapters::Protocol;
-    /// assert_eq!(Protocol::Jt808.as_str(), "jt808");
-    /// ```
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Protocol::Jt808 => "jt808",
-            Protocol::Gt06 => "gt06",
-            Protocol::Osmand => "osmand",
-        }
-    }
-}
-
-impl std::fmt::Display for Protocol {
-    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        formatter.write_str(self.as_str())
-    }
-}
 
 /// One fix reported by a device, already converted to WGS-84 degrees, UTC and metric units.
 ///
-/// Decoders only build values whose `lat` is within ±90 and `lon` within ±180; everything
-/// else about plausibility (a fix from the future, a jump across the country) is the
-/// gateway's call.
+/// What the fix is — where (a validated [`domain::LatLon`]: a decoder refuses coordinates
+/// outside ±90/±180 where it decodes them, so there is no other kind), when, speed,
+/// heading, accuracy, and the protocol as its [`domain::FixSource`] — is the same
+/// [`Fix`] the server checks and indexes. The rest is what only a device states.
+/// Everything about plausibility (a fix from the future, a jump across the country) is
+/// the gateway's call.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DevicePosition {
     /// The external device id: JT/T 808 terminal phone number (12 digits, 20 for the 2019
     /// edition), GT06 IMEI (15 digits) or the OsmAnd `id`.
     pub device_id: String,
-    /// When the device took the fix, in UTC.
-    pub time: DateTime<Utc>,
-    /// WGS-84 latitude in degrees, south negative.
-    pub lat: f64,
-    /// WGS-84 longitude in degrees, west negative.
-    pub lon: f64,
-    /// Ground speed in km/h.
-    pub speed_kmh: Option<f64>,
-    /// Course over ground in degrees clockwise from true north.
-    pub heading_deg: Option<f64>,
-    /// Altitude above sea level in metres.
-    pub altitude_m: Option<f64>,
-    /// Horizontal accuracy radius in metres, when the device states one.
-    pub accuracy_m: Option<f64>,
+    /// The fix: WGS-84 position, when the device took it (UTC), ground speed in km/h,
+    /// course over ground in degrees clockwise from true north, horizontal accuracy
+    /// radius in metres when the device states one, and the protocol that carried it.
+    pub fix: Fix,
     /// The device's own "GPS fix valid" flag. An invalid fix repeats the last known
     /// coordinates (or zeros) and should not move a vehicle on the map.
     pub valid: bool,
+    /// Altitude above sea level in metres.
+    pub altitude_m: Option<f64>,
     /// Satellites used for the fix.
     pub satellites: Option<u8>,
     /// Alarms raised with this fix, comma-separated, in the vocabulary of the protocol
     /// module that decoded it (for example `sos` or `lowBattery,removing`).
     pub alarm: Option<String>,
-    /// The protocol that carried the fix.
-    pub source: Protocol,
-}
-
-/// Whether `lat`/`lon` are finite WGS-84 degrees.
-pub(crate) fn coordinates_in_range(lat: f64, lon: f64) -> bool {
-    lat.is_finite()
-        && lon.is_finite()
-        && (-90.0..=90.0).contains(&lat)
-        && (-180.0..=180.0).contains(&lon)
 }
 
 /// Knots to km/h (the OsmAnd query form reports speed in knots).
@@ -88,22 +40,38 @@ pub(crate) const KMH_PER_MPS: f64 = 3.6;
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use domain::{DeviceProtocol, FixSource, LatLon};
 
     #[test]
     fn coordinates_outside_wgs84_ranges_are_refused() {
-        assert!(coordinates_in_range(90.0, -180.0));
-        assert!(!coordinates_in_range(90.000_001, 0.0));
-        assert!(!coordinates_in_range(0.0, 180.5));
-        assert!(!coordinates_in_range(f64::NAN, 0.0));
+        assert!(LatLon::new(90.0, -180.0).is_ok());
+        assert!(LatLon::new(90.000_001, 0.0).is_err());
+        assert!(LatLon::new(0.0, 180.5).is_err());
+        assert!(LatLon::new(f64::NAN, 0.0).is_err());
     }
 
     #[test]
     fn protocol_names_are_the_lowercase_labels_used_in_the_devices_list() {
-        assert_eq!(Protocol::Gt06.to_string(), "gt06");
+        assert_eq!(DeviceProtocol::Jt808.as_str(), "jt808");
+        assert_eq!(DeviceProtocol::Gt06.as_str(), "gt06");
+        assert_eq!(DeviceProtocol::Osmand.as_str(), "osmand");
+        assert_eq!(DeviceProtocol::Gt06.to_string(), "gt06");
         assert_eq!(
-            serde_json::to_string(&Protocol::Osmand).ok().as_deref(),
+            serde_json::to_string(&DeviceProtocol::Osmand)
+                .ok()
+                .as_deref(),
             Some("\"osmand\"")
         );
+    }
+
+    #[test]
+    fn a_device_fix_source_has_the_label_of_its_protocol() {
+        for (protocol, source) in [
+            (DeviceProtocol::Jt808, FixSource::Jt808),
+            (DeviceProtocol::Gt06, FixSource::Gt06),
+            (DeviceProtocol::Osmand, FixSource::Osmand),
+        ] {
+            assert_eq!(protocol.as_str(), source.as_str());
+        }
     }
 }

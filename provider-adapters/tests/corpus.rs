@@ -82,24 +82,24 @@ fn hex_bytes(text: &str) -> Vec<u8> {
 /// between 2000 and a day from now.
 fn assert_plausible(position: &DevicePosition, context: &str) {
     assert!(
-        (-90.0..=90.0).contains(&position.lat),
+        (-90.0..=90.0).contains(&position.fix.position.lat()),
         "{context}: latitude {}",
-        position.lat
+        position.fix.position.lat()
     );
     assert!(
-        (-180.0..=180.0).contains(&position.lon),
+        (-180.0..=180.0).contains(&position.fix.position.lon()),
         "{context}: longitude {}",
-        position.lon
+        position.fix.position.lon()
     );
     assert!(
-        position.time.year() >= 2000,
+        position.fix.ts.year() >= 2000,
         "{context}: time {}",
-        position.time
+        position.fix.ts
     );
     assert!(
-        position.time < Utc::now() + chrono::TimeDelta::days(1),
+        position.fix.ts < Utc::now() + chrono::TimeDelta::days(1),
         "{context}: time {}",
-        position.time
+        position.fix.ts
     );
 }
 
@@ -379,18 +379,19 @@ fn assert_fixes(
         let positions = decode(sample).unwrap_or_else(|error| panic!("{file} {wanted}: {error}"));
         let first = &positions[0];
         assert!(
-            (first.lat - lat).abs() < 1e-5,
+            (first.fix.position.lat() - lat).abs() < 1e-5,
             "{file} {wanted}: {}",
-            first.lat
+            first.fix.position.lat()
         );
         assert!(
-            (first.lon - lon).abs() < 1e-5,
+            (first.fix.position.lon() - lon).abs() < 1e-5,
             "{file} {wanted}: {}",
-            first.lon
+            first.fix.position.lon()
         );
         assert_eq!(
             first
-                .time
+                .fix
+                .ts
                 .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
             time,
             "{file} {wanted}"
@@ -748,12 +749,16 @@ fn every_gt06_sample_decodes_as_the_table_says_and_never_panics() {
                 let tolerance = expected["tolerance_deg"].as_f64().unwrap_or(1e-5);
                 let position = &positions[0];
                 assert!(
-                    (position.lat - expected["latitude"].as_f64().unwrap_or(f64::NAN)).abs()
+                    (position.fix.position.lat()
+                        - expected["latitude"].as_f64().unwrap_or(f64::NAN))
+                    .abs()
                         <= tolerance,
                     "{context}"
                 );
                 assert!(
-                    (position.lon - expected["longitude"].as_f64().unwrap_or(f64::NAN)).abs()
+                    (position.fix.position.lon()
+                        - expected["longitude"].as_f64().unwrap_or(f64::NAN))
+                    .abs()
                         <= tolerance,
                     "{context}"
                 );
@@ -768,7 +773,7 @@ fn every_gt06_sample_decodes_as_the_table_says_and_never_panics() {
                 )
                 .map(|naive| naive.and_utc())
                 .ok();
-                assert_eq!(Some(position.time), fix_time, "{context}");
+                assert_eq!(Some(position.fix.ts), fix_time, "{context}");
             }
         }
         if assertion == "verifyNull" {

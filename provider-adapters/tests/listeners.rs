@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use bytes::{BufMut, Bytes, BytesMut};
+use domain::{DeviceProtocol, VehicleId};
 use futures::{SinkExt, StreamExt};
 use provider_adapters::gt06::codec::{CRC_X25, Gt06Codec};
 use provider_adapters::gt06::{Gt06Config, serve_gt06};
@@ -16,9 +17,7 @@ use provider_adapters::jt808::codec::{
     TerminalPhone,
 };
 use provider_adapters::jt808::{AuthSecret, Jt808Config, serve_jt808};
-use provider_adapters::{
-    DeviceGateway, DevicePosition, DeviceRef, GatewayError, Protocol, SubmitOutcome,
-};
+use provider_adapters::{DeviceGateway, DevicePosition, DeviceRef, GatewayError, SubmitOutcome};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
@@ -31,6 +30,20 @@ const UNKNOWN_PHONE: [u8; 6] = [0x01, 0x39, 0x99, 0x99, 0x99, 0x99];
 const KNOWN_IMEI: &str = "864717003283581";
 const SECRET: &[u8] = b"test secret";
 const PATIENCE: Duration = Duration::from_secs(5);
+
+/// The vehicle the known JT/T 808 terminal is mounted in.
+fn truck_1() -> VehicleId {
+    "0197a000-0000-7000-8000-000000000001"
+        .parse()
+        .expect("a vehicle id")
+}
+
+/// The vehicle the known GT06 tracker is mounted in.
+fn van_2() -> VehicleId {
+    "0197a000-0000-7000-8000-000000000002"
+        .parse()
+        .expect("a vehicle id")
+}
 
 #[derive(Debug, Clone)]
 struct Submission {
@@ -58,15 +71,15 @@ impl RecordingGateway {
 impl DeviceGateway for RecordingGateway {
     async fn resolve_device(
         &self,
-        protocol: Protocol,
+        protocol: DeviceProtocol,
         device_id: &str,
     ) -> Result<Option<DeviceRef>, GatewayError> {
-        let known: HashMap<(Protocol, &str), &str> = HashMap::from([
-            ((Protocol::Jt808, "013912345678"), "truck-1"),
-            ((Protocol::Gt06, KNOWN_IMEI), "van-2"),
+        let known: HashMap<(DeviceProtocol, &str), VehicleId> = HashMap::from([
+            ((DeviceProtocol::Jt808, "013912345678"), truck_1()),
+            ((DeviceProtocol::Gt06, KNOWN_IMEI), van_2()),
         ]);
         Ok(known.get(&(protocol, device_id)).map(|vehicle| DeviceRef {
-            vehicle_key: (*vehicle).to_owned(),
+            vehicle_id: *vehicle,
             protocol,
             device_id: device_id.to_owned(),
         }))
@@ -321,20 +334,27 @@ async fn a_terminal_registers_authenticates_reports_and_uploads_a_blind_area_bat
     let submissions = wait_for_submissions(&server.gateway, 2).await?;
     let live = &submissions[0];
     assert!(live.live);
-    assert_eq!(live.device.vehicle_key, "truck-1");
+    assert_eq!(live.device.vehicle_id, truck_1());
     assert_eq!(live.positions.len(), 1);
-    let fix = &live.positions[0];
-    assert!((fix.lat - 31.2304).abs() < 1e-9 && (fix.lon - 121.4737).abs() < 1e-9);
-    assert_eq!(fix.time.to_rfc3339(), "2026-11-22T03:04:05+00:00");
+    let position = &live.positions[0];
+    assert!(
+        (position.fix.position.lat() - 31.2304).abs() < 1e-9
+            && (position.fix.position.lon() - 121.4737).abs() < 1e-9
+    );
+    assert_eq!(position.fix.ts.to_rfc3339(), "2026-11-22T03:04:05+00:00");
     assert_eq!(
-        (fix.speed_kmh, fix.heading_deg, fix.satellites),
+        (
+            position.fix.speed_kmh,
+            position.fix.heading,
+            position.satellites
+        ),
         (Some(45.5), Some(270.0), Some(11))
     );
     let blind = &submissions[1];
     assert!(!blind.live);
     assert_eq!(blind.positions.len(), 2);
     assert_eq!(
-        blind.positions[0].time.to_rfc3339(),
+        blind.positions[0].fix.ts.to_rfc3339(),
         "2026-11-22T02:00:00+00:00"
     );
 
@@ -499,10 +519,13 @@ async fn a_gt06_device_logs_in_reports_and_heartbeats() -> Result<()> {
         1,
         "the location before login was not submitted"
     );
-    assert_eq!(submissions[0].device.vehicle_key, "van-2");
-    let fix = &submissions[0].positions[0];
-    assert!((fix.lat - 31.23).abs() < 1e-5 && (fix.lon - 121.47).abs() < 1e-5);
-    assert_eq!(fix.speed_kmh, Some(60.0));
+    assert_eq!(submissions[0].device.vehicle_id, van_2());
+    let position = &submissions[0].positions[0];
+    assert!(
+        (position.fix.position.lat() - 31.23).abs() < 1e-5
+            && (position.fix.position.lon() - 121.47).abs() < 1e-5
+    );
+    assert_eq!(position.fix.speed_kmh, Some(60.0));
 
     device
         .write_all(&gt06_frame(0x13, &[0x40, 0x04, 0x04, 0x00, 0x02], 4))

@@ -176,7 +176,7 @@ proptest! {
         let frame = gt06::Gt06Frame { extended, protocol, body: body.into(), serial: 1, checksum_valid: true };
         if let Ok(gt06::Gt06Message::Location(fix)) = gt06::decode_body(&frame) {
             let position = fix.to_position("imei", 0);
-            prop_assert!((-90.0..=90.0).contains(&position.lat) && (-180.0..=180.0).contains(&position.lon));
+            prop_assert!((-90.0..=90.0).contains(&position.fix.position.lat()) && (-180.0..=180.0).contains(&position.fix.position.lon()));
         }
     }
 

@@ -6,7 +6,8 @@ use axum::body::Bytes;
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use provider_adapters::{DeviceGateway, DevicePosition, GatewayError, Protocol};
+use domain::DeviceProtocol;
+use provider_adapters::{DeviceGateway, DevicePosition, GatewayError};
 
 use crate::api::error::ApiError;
 use crate::api::state::AppState;
@@ -90,7 +91,7 @@ async fn take_osmand(state: &AppState, positions: Vec<DevicePosition>) -> Respon
     for (device_id, positions) in by_device {
         let device = match state
             .devices
-            .resolve_device(Protocol::Osmand, &device_id)
+            .resolve_device(DeviceProtocol::Osmand, &device_id)
             .await
         {
             Ok(Some(device)) => device,

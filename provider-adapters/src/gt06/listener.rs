@@ -12,8 +12,8 @@ use super::session::Gt06Session;
 use crate::ChecksumPolicy;
 use crate::gateway::{DeviceGateway, DeviceRef, GatewayError, SubmitOutcome};
 use crate::listener::{ConnectionSession, DriverConfig, Incoming, serve};
-use crate::position::Protocol;
 use crate::session::Step;
+use domain::DeviceProtocol;
 
 /// Settings of the GT06 listener.
 #[derive(Debug, Clone)]
@@ -47,7 +47,7 @@ impl Default for Gt06Config {
 }
 
 impl ConnectionSession for Gt06Session {
-    const PROTOCOL: Protocol = Protocol::Gt06;
+    const PROTOCOL: DeviceProtocol = DeviceProtocol::Gt06;
     type Reply = Gt06Reply;
     type Codec = Gt06Codec;
 

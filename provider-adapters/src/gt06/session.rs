@@ -37,7 +37,8 @@ enum Pending {
 /// State of one GT06 connection.
 ///
 /// ```
-/// use provider_adapters::{ChecksumPolicy, DeviceRef, Protocol};
+/// use domain::DeviceProtocol;
+/// use provider_adapters::{ChecksumPolicy, DeviceRef};
 /// use provider_adapters::gt06::Gt06Session;
 /// use provider_adapters::session::Step;
 ///
@@ -176,7 +177,7 @@ impl Gt06Session {
 mod tests {
     use super::*;
     use crate::gt06::codec::CRC_X25;
-    use crate::position::Protocol;
+    use domain::{DeviceProtocol, VehicleId};
 
     const LOGIN: &str = "78780d01086471700328358100093f040d0a";
 
@@ -200,10 +201,17 @@ mod tests {
         frame(0x12, &body, 0x0042)
     }
 
+    /// The vehicle the test tracker is mounted in.
+    fn van() -> VehicleId {
+        "0197a000-0000-7000-8000-000000000009"
+            .parse()
+            .expect("a vehicle id")
+    }
+
     fn device() -> DeviceRef {
         DeviceRef {
-            vehicle_key: "T9".into(),
-            protocol: Protocol::Gt06,
+            vehicle_id: van(),
+            protocol: DeviceProtocol::Gt06,
             device_id: "864717003283581".into(),
         }
     }
@@ -264,9 +272,12 @@ mod tests {
         else {
             panic!("no submit")
         };
-        assert_eq!(device.vehicle_key, "T9");
+        assert_eq!(device.vehicle_id, van());
         assert_eq!(positions[0].device_id, "864717003283581");
-        assert_eq!(positions[0].time.to_rfc3339(), "2024-11-22T03:04:05+00:00");
+        assert_eq!(
+            positions[0].fix.ts.to_rfc3339(),
+            "2024-11-22T03:04:05+00:00"
+        );
         let step = session.submitted(Ok(SubmitOutcome {
             accepted: 1,
             rejected: 0,
@@ -336,7 +347,7 @@ mod tests {
         let Step::Submit { positions, .. } = session.on_frame(&frame(0xa2, &with_fix, 6)) else {
             panic!("no submit")
         };
-        assert!((positions[0].lat - 31.23).abs() < 1e-5);
+        assert!((positions[0].fix.position.lat() - 31.23).abs() < 1e-5);
         let step = session.submitted(Ok(SubmitOutcome {
             accepted: 1,
             rejected: 0,

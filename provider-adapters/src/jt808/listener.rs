@@ -12,8 +12,8 @@ use super::session::{AuthSecret, Jt808Session};
 use crate::ChecksumPolicy;
 use crate::gateway::{DeviceGateway, DeviceRef, GatewayError, SubmitOutcome};
 use crate::listener::{ConnectionSession, DriverConfig, Incoming, serve};
-use crate::position::Protocol;
 use crate::session::Step;
+use domain::DeviceProtocol;
 
 /// Settings of the JT/T 808 listener.
 #[derive(Debug, Clone)]
@@ -57,7 +57,7 @@ impl Jt808Config {
 }
 
 impl ConnectionSession for Jt808Session {
-    const PROTOCOL: Protocol = Protocol::Jt808;
+    const PROTOCOL: DeviceProtocol = DeviceProtocol::Jt808;
     type Reply = OutboundMessage;
     type Codec = Jt808Codec;
 

@@ -87,7 +87,8 @@ struct Authenticated {
 ///
 /// ```
 /// use std::time::Instant;
-/// use provider_adapters::{ChecksumPolicy, DeviceRef, Protocol};
+/// use domain::{DeviceProtocol, VehicleId};
+/// use provider_adapters::{ChecksumPolicy, DeviceRef};
 /// use provider_adapters::jt808::{AuthSecret, Jt808Session};
 /// use provider_adapters::session::Step;
 ///
@@ -105,7 +106,8 @@ struct Authenticated {
 /// .to_frame();
 /// let Step::Resolve { device_id } = session.on_frame(&register, Instant::now()) else { panic!() };
 /// assert_eq!(device_id, "013345678906");
-/// let device = DeviceRef { vehicle_key: "T7".into(), protocol: Protocol::Jt808, device_id };
+/// let vehicle_id: VehicleId = "0197a000-0000-7000-8000-000000000007".parse().unwrap();
+/// let device = DeviceRef { vehicle_id, protocol: DeviceProtocol::Jt808, device_id };
 /// let Step::Reply(replies) = session.resolved(Ok(Some(device))) else { panic!() };
 /// assert_eq!(replies[0].message_id, 0x8100);
 /// assert!(session.is_authenticated());
@@ -401,7 +403,7 @@ mod tests {
 
     use super::*;
     use crate::jt808::codec::{STATUS_FIX_VALID, xor_checksum};
-    use crate::position::Protocol;
+    use domain::{DeviceProtocol, VehicleId};
 
     const PHONE: [u8; 6] = [0x01, 0x39, 0x12, 0x34, 0x56, 0x78];
     const OTHER_PHONE: [u8; 6] = [0x01, 0x39, 0x00, 0x00, 0x00, 0x01];
@@ -441,10 +443,17 @@ mod tests {
         body
     }
 
+    /// The vehicle the test terminal is mounted in.
+    fn truck() -> VehicleId {
+        "0197a000-0000-7000-8000-000000000007"
+            .parse()
+            .expect("a vehicle id")
+    }
+
     fn device() -> DeviceRef {
         DeviceRef {
-            vehicle_key: "T7".into(),
-            protocol: Protocol::Jt808,
+            vehicle_id: truck(),
+            protocol: DeviceProtocol::Jt808,
             device_id: "013912345678".into(),
         }
     }
@@ -593,7 +602,7 @@ mod tests {
         else {
             panic!("{step:?}")
         };
-        assert_eq!(device.vehicle_key, "T7");
+        assert_eq!(device.vehicle_id, truck());
         assert_eq!(positions.len(), 1);
         let reply = replies(session.submitted(Ok(SubmitOutcome {
             accepted: 1,

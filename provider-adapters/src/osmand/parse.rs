@@ -15,9 +15,10 @@
 //! Errors name the offending field, so the HTTP route can answer 400 with a useful message.
 
 use chrono::{DateTime, NaiveDateTime, Utc};
+use domain::{Fix, FixSource, LatLon};
 use serde_json::Value;
 
-use crate::position::{DevicePosition, KMH_PER_KNOT, KMH_PER_MPS, Protocol, coordinates_in_range};
+use crate::position::{DevicePosition, KMH_PER_KNOT, KMH_PER_MPS};
 
 /// Why a request could not be parsed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -105,8 +106,8 @@ fn known(value: f64) -> Option<f64> {
 /// let now = chrono::Utc::now();
 /// let position = parse_query("/?id=truck-7&lat=31.2304&lon=121.4737&timestamp=1764039845&speed=10", now).unwrap();
 /// assert_eq!(position.device_id, "truck-7");
-/// assert_eq!(position.speed_kmh, Some(18.52)); // 10 knots
-/// assert_eq!(position.time.timestamp(), 1764039845);
+/// assert_eq!(position.fix.speed_kmh, Some(18.52)); // 10 knots
+/// assert_eq!(position.fix.ts.timestamp(), 1764039845);
 ///
 /// let error = parse_query("/?lat=60&lon=30", now).unwrap_err();
 /// assert_eq!(error.to_string(), "missing field id");
@@ -143,15 +144,14 @@ pub fn parse_query(query: &str, now: DateTime<Utc>) -> Result<DevicePosition, Os
         (None, _, _) => return Err(OsmandError::MissingField("lat")),
         (Some(_), None, _) => return Err(OsmandError::MissingField("lon")),
     };
-    if !coordinates_in_range(lat, lon) {
-        let field = if (-90.0..=90.0).contains(&lat) {
-            "lon"
+    // Both are finite here; LatLon names the first one out of range, latitude first.
+    let position = LatLon::new(lat, lon).map_err(|refused| {
+        if refused.field == "lat" {
+            invalid("lat", &lat.to_string())
         } else {
-            "lat"
-        };
-        let value = if field == "lat" { lat } else { lon };
-        return Err(invalid(field, &value.to_string()));
-    }
+            invalid("lon", &lon.to_string())
+        }
+    })?;
 
     let time = get("timestamp")
         .map(parse_timestamp)
@@ -178,19 +178,20 @@ pub fn parse_query(query: &str, now: DateTime<Utc>) -> Result<DevicePosition, Os
 
     Ok(DevicePosition {
         device_id,
-        time,
-        lat,
-        lon,
-        speed_kmh: speed_knots
-            .and_then(known)
-            .map(|knots| knots * KMH_PER_KNOT),
-        heading_deg: heading.and_then(known),
-        altitude_m,
-        accuracy_m: accuracy_m.and_then(known),
+        fix: Fix {
+            position,
+            ts: time,
+            speed_kmh: speed_knots
+                .and_then(known)
+                .map(|knots| knots * KMH_PER_KNOT),
+            heading: heading.and_then(known),
+            accuracy_m: accuracy_m.and_then(known),
+            source: FixSource::Osmand,
+        },
         valid,
+        altitude_m,
         satellites: None,
         alarm: None,
-        source: Protocol::Osmand,
     })
 }
 
@@ -201,8 +202,8 @@ pub fn parse_query(query: &str, now: DateTime<Utc>) -> Result<DevicePosition, Os
 /// let body = br#"{"device_id": "truck-7", "location": {"timestamp": "2026-11-22T03:04:05Z",
 ///     "coords": {"latitude": 31.2304, "longitude": 121.4737, "speed": 10, "heading": 90, "accuracy": 5}}}"#;
 /// let positions = parse_json(body, chrono::Utc::now()).unwrap();
-/// assert_eq!(positions[0].speed_kmh, Some(36.0)); // 10 m/s
-/// assert_eq!(positions[0].accuracy_m, Some(5.0));
+/// assert_eq!(positions[0].fix.speed_kmh, Some(36.0)); // 10 m/s
+/// assert_eq!(positions[0].fix.accuracy_m, Some(5.0));
 /// ```
 pub fn parse_json(body: &[u8], now: DateTime<Utc>) -> Result<Vec<DevicePosition>, OsmandError> {
     let root: Value = serde_json::from_slice(body)
@@ -250,12 +251,14 @@ fn parse_json_location(
         .ok_or(OsmandError::MissingField("coords.latitude"))?;
     let lon = json_number(coords, "longitude", "coords.longitude")?
         .ok_or(OsmandError::MissingField("coords.longitude"))?;
-    if !(-90.0..=90.0).contains(&lat) {
-        return Err(invalid("coords.latitude", &lat.to_string()));
-    }
-    if !(-180.0..=180.0).contains(&lon) {
-        return Err(invalid("coords.longitude", &lon.to_string()));
-    }
+    // Both are finite here; LatLon names the first one out of range, latitude first.
+    let position = LatLon::new(lat, lon).map_err(|refused| {
+        if refused.field == "lat" {
+            invalid("coords.latitude", &lat.to_string())
+        } else {
+            invalid("coords.longitude", &lon.to_string())
+        }
+    })?;
     let time = match location.get("timestamp") {
         None | Some(Value::Null) => now,
         Some(Value::String(text)) => parse_timestamp(text)?,
@@ -263,19 +266,23 @@ fn parse_json_location(
         Some(other) => return Err(invalid("location.timestamp", &other.to_string())),
     };
     let speed_mps = json_number(coords, "speed", "coords.speed")?.and_then(known);
+    let heading = json_number(coords, "heading", "coords.heading")?.and_then(known);
+    let altitude_m = json_number(coords, "altitude", "coords.altitude")?;
+    let accuracy_m = json_number(coords, "accuracy", "coords.accuracy")?.and_then(known);
     Ok(DevicePosition {
         device_id: device_id.to_owned(),
-        time,
-        lat,
-        lon,
-        speed_kmh: speed_mps.map(|mps| mps * KMH_PER_MPS),
-        heading_deg: json_number(coords, "heading", "coords.heading")?.and_then(known),
-        altitude_m: json_number(coords, "altitude", "coords.altitude")?,
-        accuracy_m: json_number(coords, "accuracy", "coords.accuracy")?.and_then(known),
+        fix: Fix {
+            position,
+            ts: time,
+            speed_kmh: speed_mps.map(|mps| mps * KMH_PER_MPS),
+            heading,
+            accuracy_m,
+            source: FixSource::Osmand,
+        },
         valid: true,
+        altitude_m,
         satellites: None,
         alarm: None,
-        source: Protocol::Osmand,
     })
 }
 
@@ -290,7 +297,7 @@ mod tests {
     #[test]
     fn query_speed_in_knots_becomes_kmh() {
         let position = parse_query("id=1&lat=1&lon=2&speed=1", now()).expect("position");
-        assert_eq!(position.speed_kmh, Some(1.852));
+        assert_eq!(position.fix.speed_kmh, Some(1.852));
     }
 
     #[test]
@@ -298,7 +305,7 @@ mod tests {
         let body =
             br#"{"device_id":"1","location":{"coords":{"latitude":1,"longitude":2,"speed":2.5}}}"#;
         assert_eq!(
-            parse_json(body, now()).expect("position")[0].speed_kmh,
+            parse_json(body, now()).expect("position")[0].fix.speed_kmh,
             Some(9.0)
         );
     }
@@ -308,7 +315,8 @@ mod tests {
         assert_eq!(
             parse_query("id=1&lat=1&lon=2", now())
                 .expect("position")
-                .time,
+                .fix
+                .ts,
             now()
         );
     }
@@ -324,7 +332,7 @@ mod tests {
         ] {
             let position =
                 parse_query(&format!("id=1&lat=1&lon=2&timestamp={stamp}"), now()).expect(stamp);
-            assert_eq!(position.time.timestamp(), 1_442_068_686, "{stamp}");
+            assert_eq!(position.fix.ts.timestamp(), 1_442_068_686, "{stamp}");
         }
     }
 
@@ -332,7 +340,11 @@ mod tests {
     fn deviceid_and_location_are_accepted_as_alternatives() {
         let position = parse_query("deviceid=abc&location=60.5,30.25", now()).expect("position");
         assert_eq!(
-            (position.device_id.as_str(), position.lat, position.lon),
+            (
+                position.device_id.as_str(),
+                position.fix.position.lat(),
+                position.fix.position.lon()
+            ),
             ("abc", 60.5, 30.25)
         );
     }
@@ -373,6 +385,36 @@ mod tests {
     }
 
     #[test]
+    fn coordinates_out_of_range_name_the_first_offending_field() {
+        assert_eq!(
+            parse_query("id=1&lat=1&lon=181", now()),
+            Err(invalid("lon", "181"))
+        );
+        assert_eq!(
+            parse_query("id=1&lat=-91&lon=181", now()),
+            Err(invalid("lat", "-91"))
+        );
+        assert_eq!(
+            parse_query("id=1&location=1,-180.5", now()),
+            Err(invalid("lon", "-180.5"))
+        );
+        assert_eq!(
+            parse_json(
+                br#"{"device_id":"1","location":{"coords":{"latitude":91,"longitude":181}}}"#,
+                now()
+            ),
+            Err(invalid("coords.latitude", "91"))
+        );
+        assert_eq!(
+            parse_json(
+                br#"{"device_id":"1","location":{"coords":{"latitude":1,"longitude":-180.5}}}"#,
+                now()
+            ),
+            Err(invalid("coords.longitude", "-180.5"))
+        );
+    }
+
+    #[test]
     fn the_valid_flag_defaults_to_true_and_can_be_cleared() {
         assert!(
             parse_query("id=1&lat=1&lon=2", now())
@@ -392,9 +434,9 @@ mod tests {
         let position = parse_json(body, now()).expect("position").remove(0);
         assert_eq!(
             (
-                position.speed_kmh,
-                position.heading_deg,
-                position.accuracy_m
+                position.fix.speed_kmh,
+                position.fix.heading,
+                position.fix.accuracy_m
             ),
             (None, None, None)
         );

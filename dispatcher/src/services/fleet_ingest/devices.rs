@@ -2,19 +2,18 @@
 //! adapters (JT/T 808, GT06, OsmAnd) report to. The OsmAnd HTTP route is in
 //! `api::devices`.
 //!
-//! A device is known when a provider listed it in a vehicle's `devices`. Its positions go
-//! through the same checks as the provider API's: the live position only moves forward in
-//! time. Batch and blind-area uploads (`live = false`) are taken too, but an old one never
+//! A device is known when a provider listed it in a vehicle's `devices`. A decoded position
+//! already is a `domain::Fix` (the adapters validated its coordinates); it goes through the
+//! same checks as the provider API's (`FleetRegistry::check_in_batch`): the live position
+//! only moves forward in time. Batch and blind-area uploads (`live = false`) are taken too, but an old one never
 //! moves the live position back; a fix the device itself marks as invalid (no GPS lock) is
 //! refused and counted.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use domain::{Clock, DeviceProtocol, Fix, FixSource, LatLon, VehicleId};
-use provider_adapters::{
-    DeviceGateway, DevicePosition, DeviceRef, GatewayError, Protocol, SubmitOutcome,
-};
+use domain::{Clock, DeviceProtocol};
+use provider_adapters::{DeviceGateway, DevicePosition, DeviceRef, GatewayError, SubmitOutcome};
 
 use super::{FixRefusal, FleetRegistry, count_rejection};
 
@@ -31,36 +30,20 @@ impl DeviceIntake {
     }
 }
 
-fn device_protocol(protocol: Protocol) -> DeviceProtocol {
-    match protocol {
-        Protocol::Jt808 => DeviceProtocol::Jt808,
-        Protocol::Gt06 => DeviceProtocol::Gt06,
-        Protocol::Osmand => DeviceProtocol::Osmand,
-    }
-}
-
-fn fix_source(protocol: Protocol) -> FixSource {
-    match protocol {
-        Protocol::Jt808 => FixSource::Jt808,
-        Protocol::Gt06 => FixSource::Gt06,
-        Protocol::Osmand => FixSource::Osmand,
-    }
-}
-
 #[async_trait::async_trait]
 impl DeviceGateway for DeviceIntake {
     async fn resolve_device(
         &self,
-        protocol: Protocol,
+        protocol: DeviceProtocol,
         device_id: &str,
     ) -> Result<Option<DeviceRef>, GatewayError> {
         let found = self
             .registry
-            .resolve_device(device_protocol(protocol), device_id)
+            .resolve_device(protocol, device_id)
             .await
             .map_err(|_| GatewayError::Unavailable)?;
         Ok(found.map(|vehicle_id| DeviceRef {
-            vehicle_key: vehicle_id.to_string(),
+            vehicle_id,
             protocol,
             device_id: device_id.to_owned(),
         }))
@@ -72,35 +55,19 @@ impl DeviceGateway for DeviceIntake {
         positions: Vec<DevicePosition>,
         live: bool,
     ) -> Result<SubmitOutcome, GatewayError> {
-        let vehicle_id: VehicleId = device
-            .vehicle_key
-            .parse()
-            .map_err(|_| GatewayError::Rejected("unknown vehicle key".into()))?;
-        let source = fix_source(device.protocol);
+        let vehicle_id = device.vehicle_id;
         let now = self.clock.now();
         let mut outcome = SubmitOutcome::default();
         let mut fresh = Vec::with_capacity(positions.len());
         let mut history = Vec::new();
         let mut latest_in_batch = HashMap::with_capacity(1);
         for position in positions {
-            let Ok(point) = LatLon::new(position.lat, position.lon) else {
-                count_rejection(source, FixRefusal::OutOfRange);
-                outcome.rejected += 1;
-                continue;
-            };
+            let fix = position.fix;
             if !position.valid {
-                count_rejection(source, FixRefusal::NoGpsFix);
+                count_rejection(fix.source, FixRefusal::NoGpsFix);
                 outcome.rejected += 1;
                 continue;
             }
-            let fix = Fix {
-                position: point,
-                ts: position.time,
-                speed_kmh: position.speed_kmh,
-                heading: position.heading_deg,
-                accuracy_m: position.accuracy_m,
-                source,
-            };
             match self
                 .registry
                 .check_in_batch(&mut latest_in_batch, vehicle_id, &fix, now)
@@ -116,7 +83,7 @@ impl DeviceGateway for DeviceIntake {
                     outcome.accepted += 1;
                 }
                 Err(refusal) => {
-                    count_rejection(source, refusal);
+                    count_rejection(fix.source, refusal);
                     outcome.rejected += 1;
                 }
             }

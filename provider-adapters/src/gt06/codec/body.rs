@@ -3,10 +3,11 @@
 //! [`gt06::codec`](super) for which, and when a cell-tower or Wi-Fi type counts as one).
 
 use chrono::{DateTime, NaiveDate, NaiveDateTime, TimeDelta, Utc};
+use domain::{Fix, FixSource, LatLon};
 
 use super::frame::Gt06Frame;
 use super::protocol_number;
-use crate::position::{DevicePosition, Protocol, coordinates_in_range};
+use crate::position::DevicePosition;
 use crate::wire::{MissingField, Reader, field, hex_digits};
 
 /// Login (0x01).
@@ -27,10 +28,8 @@ pub struct Gt06Location {
     pub device_time: NaiveDateTime,
     /// Satellites in use, when the message carries them.
     pub satellites: Option<u8>,
-    /// Latitude, degrees, south negative.
-    pub lat: f64,
-    /// Longitude, degrees, west negative.
-    pub lon: f64,
+    /// WGS-84 position (south and west negative), refused at decoding when out of range.
+    pub position: LatLon,
     /// Speed in km/h, when the message carries it.
     pub speed_kmh: Option<f64>,
     /// Course, degrees from north.
@@ -58,17 +57,18 @@ impl Gt06Location {
         let time = (self.device_time - TimeDelta::minutes(offset)).and_utc();
         DevicePosition {
             device_id: imei.to_owned(),
-            time,
-            lat: self.lat,
-            lon: self.lon,
-            speed_kmh: self.speed_kmh,
-            heading_deg: Some(f64::from(self.heading_deg)),
-            altitude_m: None,
-            accuracy_m: None,
+            fix: Fix {
+                position: self.position,
+                ts: time,
+                speed_kmh: self.speed_kmh,
+                heading: Some(f64::from(self.heading_deg)),
+                accuracy_m: None,
+                source: FixSource::Gt06,
+            },
             valid: self.valid,
+            altitude_m: None,
             satellites: self.satellites,
             alarm: self.alarm.map(str::to_owned),
-            source: Protocol::Gt06,
         }
     }
 
@@ -163,7 +163,7 @@ fn has_status(protocol: u8) -> bool {
 /// use provider_adapters::gt06::codec::{decode_body, parse_frame, Gt06Message};
 /// let frame = parse_frame(&hex::decode("78781f120f0a140e150bc505e51e780293a9e800540000f601006e0055da00035f240d0a").unwrap(), ChecksumPolicy::Ignore).unwrap();
 /// let Ok(Gt06Message::Location(fix)) = decode_body(&frame) else { panic!() };
-/// assert!((fix.lat - 54.94535).abs() < 1e-5 && (fix.lon - 24.01762).abs() < 1e-5);
+/// assert!((fix.position.lat() - 54.94535).abs() < 1e-5 && (fix.position.lon() - 24.01762).abs() < 1e-5);
 /// ```
 pub fn decode_body(frame: &Gt06Frame) -> Result<Gt06Message, BodyError> {
     let body = &frame.body[..];
@@ -246,7 +246,7 @@ fn probe_gps_block(body: &[u8]) -> Option<Gt06Location> {
         return None;
     }
     let fix = decode_gps_block(&mut Reader::new(body), GpsBlock::Standard).ok()?;
-    (fix.lat != 0.0 || fix.lon != 0.0).then_some(fix)
+    (fix.position.lat() != 0.0 || fix.position.lon() != 0.0).then_some(fix)
 }
 
 /// 0x21 text: 4 bytes server flag, 1 byte encoding (1: ASCII), then the text. Some
@@ -278,14 +278,11 @@ fn decode_position_text(body: &[u8]) -> Option<Gt06Location> {
         }
     }
     let (lat, lon, device_time) = (lat?, lon?, time?);
-    if !coordinates_in_range(lat, lon) {
-        return None;
-    }
+    let position = LatLon::new(lat, lon).ok()?;
     Some(Gt06Location {
         device_time,
         satellites: None,
-        lat,
-        lon,
+        position,
         speed_kmh: speed.filter(|speed| speed.is_finite() && *speed >= 0.0),
         heading_deg: course
             .filter(|course| (0.0..360.0).contains(course))
@@ -335,12 +332,11 @@ fn decode_modular(body: &[u8]) -> Result<Gt06Message, BodyError> {
         let lon_units = field(gps.u32(), "longitude")?;
         let speed_kmh = field(gps.u8(), "speed")?;
         let course_status = field(gps.u16(), "course_status")?;
-        let (lat, lon) = signed_coordinates(lat_units, lon_units, course_status)?;
+        let position = signed_coordinates(lat_units, lon_units, course_status)?;
         return Ok(Gt06Message::Location(Gt06Location {
             device_time,
             satellites: Some(satellites),
-            lat,
-            lon,
+            position,
             speed_kmh: Some(f64::from(speed_kmh)),
             heading_deg: course_status & COURSE_MASK,
             valid: course_status & FLAG_POSITIONED != 0,
@@ -352,12 +348,12 @@ fn decode_modular(body: &[u8]) -> Result<Gt06Message, BodyError> {
     Ok(Gt06Message::Other)
 }
 
-/// Latitude and longitude from GPS-block units and the course/status hemisphere bits.
+/// The position from GPS-block units and the course/status hemisphere bits.
 fn signed_coordinates(
     lat_units: u32,
     lon_units: u32,
     course_status: u16,
-) -> Result<(f64, f64), BodyError> {
+) -> Result<LatLon, BodyError> {
     let mut lat = f64::from(lat_units) / UNITS_PER_DEGREE;
     let mut lon = f64::from(lon_units) / UNITS_PER_DEGREE;
     if course_status & FLAG_NORTH == 0 {
@@ -366,10 +362,7 @@ fn signed_coordinates(
     if course_status & FLAG_WEST != 0 {
         lon = -lon;
     }
-    if !coordinates_in_range(lat, lon) {
-        return Err(BodyError::CoordinatesOutOfRange);
-    }
-    Ok((lat, lon))
+    LatLon::new(lat, lon).map_err(|_| BodyError::CoordinatesOutOfRange)
 }
 
 fn decode_login(body: &[u8]) -> Result<Login, BodyError> {
@@ -434,12 +427,11 @@ fn decode_gps_block(reader: &mut Reader<'_>, form: GpsBlock) -> Result<Gt06Locat
                 date.and_hms_opt(u32::from(hour), u32::from(minute), u32::from(second))
             })
             .ok_or(BodyError::InvalidTime)?;
-    let (lat, lon) = signed_coordinates(lat_units, lon_units, course_status)?;
+    let position = signed_coordinates(lat_units, lon_units, course_status)?;
     Ok(Gt06Location {
         device_time,
         satellites: Some(satellites),
-        lat,
-        lon,
+        position,
         speed_kmh: Some(f64::from(speed_kmh)),
         heading_deg: course_status & COURSE_MASK,
         valid: course_status & FLAG_POSITIONED != 0,
@@ -537,7 +529,10 @@ mod tests {
         let Ok(Gt06Message::Location(fix)) = decode_body(&parsed) else {
             panic!("no fix")
         };
-        assert!((fix.lat - 31.2304).abs() < 1e-5 && (fix.lon - 121.4737).abs() < 1e-5);
+        assert!(
+            (fix.position.lat() - 31.2304).abs() < 1e-5
+                && (fix.position.lon() - 121.4737).abs() < 1e-5
+        );
         assert_eq!(
             (fix.speed_kmh, fix.heading_deg, fix.satellites, fix.valid),
             (Some(60.0), 90, Some(9), true)
@@ -553,7 +548,7 @@ mod tests {
         else {
             panic!("no fix")
         };
-        assert!(fix.lat < 0.0 && fix.lon < 0.0 && !fix.valid);
+        assert!(fix.position.lat() < 0.0 && fix.position.lon() < 0.0 && !fix.valid);
     }
 
     #[test]
@@ -578,8 +573,7 @@ mod tests {
                 .and_then(|d| d.and_hms_opt(8, 0, 0))
                 .expect("date"),
             satellites: None,
-            lat: 0.0,
-            lon: 0.0,
+            position: LatLon::new(0.0, 0.0).expect("in range"),
             speed_kmh: None,
             heading_deg: 0,
             valid: true,
@@ -588,7 +582,7 @@ mod tests {
             time_is_utc: false,
         };
         assert_eq!(
-            fix.to_position(&login.imei, 480).time.to_rfc3339(),
+            fix.to_position(&login.imei, 480).fix.ts.to_rfc3339(),
             "2024-01-01T00:00:00+00:00"
         );
     }
@@ -618,7 +612,9 @@ mod tests {
             let Gt06Message::Location(fix) = decoded(protocol, &body) else {
                 panic!("{protocol:#04x}: no fix")
             };
-            assert!((fix.lat - 3.5).abs() < 1e-5 && (fix.lon + 76.5).abs() < 1e-5);
+            assert!(
+                (fix.position.lat() - 3.5).abs() < 1e-5 && (fix.position.lon() + 76.5).abs() < 1e-5
+            );
         }
         // Date, then an MCC (0x02dc): cell towers only.
         let towers = [
@@ -639,7 +635,10 @@ mod tests {
         let Gt06Message::Location(fix) = decoded(0x12, &body) else {
             panic!("no fix")
         };
-        assert!((fix.lat - 13.4889).abs() < 1e-5 && (fix.lon - 144.82).abs() < 1e-5);
+        assert!(
+            (fix.position.lat() - 13.4889).abs() < 1e-5
+                && (fix.position.lon() - 144.82).abs() < 1e-5
+        );
         // Without a GPS block behind the digits it stays an invalid time.
         let frame =
             parse_frame(&frame(0x12, &body[..20], 1), ChecksumPolicy::Verify).expect("frame");
@@ -655,9 +654,12 @@ mod tests {
         let Gt06Message::Location(fix) = decoded(0x21, &body) else {
             panic!("no fix")
         };
-        assert!((fix.lat + 54.739332).abs() < 1e-9 && (fix.lon + 25.27327).abs() < 1e-9);
+        assert!(
+            (fix.position.lat() + 54.739332).abs() < 1e-9
+                && (fix.position.lon() + 25.27327).abs() < 1e-9
+        );
         assert_eq!(
-            fix.to_position("x", 0).time.to_rfc3339(),
+            fix.to_position("x", 0).fix.ts.to_rfc3339(),
             "2017-05-26T10:27:47+00:00"
         );
         assert_eq!((fix.heading_deg, fix.speed_kmh), (126, Some(3.5)));
@@ -683,10 +685,10 @@ mod tests {
         let Gt06Message::Location(fix) = decoded(0x70, &body) else {
             panic!("no fix")
         };
-        assert!(fix.valid && fix.lat > 43.89 && fix.lon < -79.27);
+        assert!(fix.valid && fix.position.lat() > 43.89 && fix.position.lon() < -79.27);
         // The Unix time is UTC whatever zone the login stated.
         assert_eq!(
-            fix.to_position("x", 120).time.to_rfc3339(),
+            fix.to_position("x", 120).fix.ts.to_rfc3339(),
             "2019-08-25T17:02:50+00:00"
         );
 

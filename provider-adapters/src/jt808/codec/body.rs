@@ -4,10 +4,11 @@
 //! from GMT+8 (or the vendor layout's UTC) to UTC here.
 
 use chrono::{DateTime, NaiveDate, TimeDelta, Utc};
+use domain::{Fix, FixSource, LatLon};
 
 use super::frame::{Jt808Frame, ProtocolVersion};
 use super::message_id;
-use crate::position::{DevicePosition, Protocol, coordinates_in_range};
+use crate::position::DevicePosition;
 use crate::wire::{MissingField, Reader, bcd_byte, field, gbk_text};
 
 /// Terminal registration (0x0100).
@@ -47,10 +48,8 @@ pub struct LocationReport {
     pub alarm_flags: u32,
     /// Status flags (bit 1 fix valid, bit 2 south, bit 3 west, …).
     pub status_flags: u32,
-    /// Latitude in degrees, south negative.
-    pub lat: f64,
-    /// Longitude in degrees, west negative.
-    pub lon: f64,
+    /// WGS-84 position (south and west negative), refused at decoding when out of range.
+    pub position: LatLon,
     /// Altitude in metres.
     pub altitude_m: i16,
     /// Speed in km/h.
@@ -120,7 +119,7 @@ impl LocationReport {
     ///
     /// ```
     /// # use provider_adapters::jt808::codec::LocationReport;
-    /// # let mut report = LocationReport { alarm_flags: 0, status_flags: 0, lat: 0.0, lon: 0.0, altitude_m: 0, speed_kmh: 0.0, heading_deg: 0, time: chrono::DateTime::UNIX_EPOCH, satellites: None, has_motion: true };
+    /// # let mut report = LocationReport { alarm_flags: 0, status_flags: 0, position: domain::LatLon::new(0.0, 0.0).unwrap(), altitude_m: 0, speed_kmh: 0.0, heading_deg: 0, time: chrono::DateTime::UNIX_EPOCH, satellites: None, has_motion: true };
     /// report.alarm_flags = 0b1_0000_0001;
     /// assert_eq!(report.alarm().as_deref(), Some("sos,powerCut"));
     /// ```
@@ -138,17 +137,18 @@ impl LocationReport {
     pub fn to_position(&self, device_id: &str) -> DevicePosition {
         DevicePosition {
             device_id: device_id.to_owned(),
-            time: self.time,
-            lat: self.lat,
-            lon: self.lon,
-            speed_kmh: self.has_motion.then_some(self.speed_kmh),
-            heading_deg: self.has_motion.then(|| f64::from(self.heading_deg)),
-            altitude_m: self.has_motion.then(|| f64::from(self.altitude_m)),
-            accuracy_m: None,
+            fix: Fix {
+                position: self.position,
+                ts: self.time,
+                speed_kmh: self.has_motion.then_some(self.speed_kmh),
+                heading: self.has_motion.then(|| f64::from(self.heading_deg)),
+                accuracy_m: None,
+                source: FixSource::Jt808,
+            },
             valid: self.fix_valid(),
+            altitude_m: self.has_motion.then(|| f64::from(self.altitude_m)),
             satellites: self.satellites,
             alarm: self.alarm(),
-            source: Protocol::Jt808,
         }
     }
 }
@@ -366,9 +366,7 @@ fn decode_location(body: &[u8]) -> Result<LocationReport, BodyError> {
     if status_flags & STATUS_WEST != 0 {
         lon = -lon;
     }
-    if !coordinates_in_range(lat, lon) {
-        return Err(BodyError::CoordinatesOutOfRange);
-    }
+    let position = LatLon::new(lat, lon).map_err(|_| BodyError::CoordinatesOutOfRange)?;
 
     // Additional information items: id, length, value. Vendors add their own; only the
     // satellite count (0x31) is used. A malformed tail ends the walk but keeps the fix.
@@ -387,8 +385,7 @@ fn decode_location(body: &[u8]) -> Result<LocationReport, BodyError> {
     Ok(LocationReport {
         alarm_flags,
         status_flags,
-        lat,
-        lon,
+        position,
         altitude_m,
         speed_kmh: f64::from(speed_decikmh) / 10.0,
         heading_deg,
@@ -536,14 +533,11 @@ fn decode_vendor_location(body: &[u8]) -> Result<LocationReport, BodyError> {
         lon = -lon;
         status_flags |= STATUS_WEST;
     }
-    if !coordinates_in_range(lat, lon) {
-        return Err(BodyError::CoordinatesOutOfRange);
-    }
+    let position = LatLon::new(lat, lon).map_err(|_| BodyError::CoordinatesOutOfRange)?;
     Ok(LocationReport {
         alarm_flags: 0,
         status_flags,
-        lat,
-        lon,
+        position,
         altitude_m,
         speed_kmh: speed_knots as f64 * KMH_PER_KNOT,
         heading_deg: u16::from(course_half) * 2,
@@ -605,14 +599,11 @@ fn decode_transparent(body: &[u8]) -> Result<Option<(LocationReport, bool)>, Bod
     if status_flags & STATUS_WEST != 0 {
         lon = -lon;
     }
-    if !coordinates_in_range(lat, lon) {
-        return Err(BodyError::CoordinatesOutOfRange);
-    }
+    let position = LatLon::new(lat, lon).map_err(|_| BodyError::CoordinatesOutOfRange)?;
     let report = LocationReport {
         alarm_flags: 0,
         status_flags,
-        lat,
-        lon,
+        position,
         altitude_m: 0,
         speed_kmh: 0.0,
         heading_deg: 0,
@@ -648,11 +639,11 @@ mod tests {
         };
         let position = report.to_position(&frame.header.phone.device_id());
         assert_eq!(position.device_id, "013912345678");
-        assert_eq!(position.time.to_rfc3339(), "2026-11-22T03:04:05+00:00");
-        assert!((position.lat - 31.2304).abs() < 1e-9);
-        assert!((position.lon - 121.4737).abs() < 1e-9);
-        assert_eq!(position.speed_kmh, Some(42.5));
-        assert_eq!(position.heading_deg, Some(90.0));
+        assert_eq!(position.fix.ts.to_rfc3339(), "2026-11-22T03:04:05+00:00");
+        assert!((position.fix.position.lat() - 31.2304).abs() < 1e-9);
+        assert!((position.fix.position.lon() - 121.4737).abs() < 1e-9);
+        assert_eq!(position.fix.speed_kmh, Some(42.5));
+        assert_eq!(position.fix.heading, Some(90.0));
         assert_eq!(position.altitude_m, Some(12.0));
         assert_eq!(position.satellites, Some(9));
         assert_eq!(position.alarm.as_deref(), Some("sos"));
@@ -675,7 +666,7 @@ mod tests {
         let Ok(Jt808Message::Location(report)) = decode_body(&frame) else {
             panic!("not a location")
         };
-        assert!(report.lat < 0.0 && report.lon < 0.0);
+        assert!(report.position.lat() < 0.0 && report.position.lon() < 0.0);
         assert!(!report.fix_valid());
     }
 
@@ -771,14 +762,14 @@ mod tests {
             panic!("not a location")
         };
         let position = report.to_position("x");
-        assert_eq!(position.time.to_rfc3339(), "2021-05-08T06:30:51+00:00");
-        assert!((position.lat - (22.0 + 34.8621 / 60.0)).abs() < 1e-9);
-        assert!((position.lon - (113.0 + 55.0170 / 60.0)).abs() < 1e-9);
+        assert_eq!(position.fix.ts.to_rfc3339(), "2021-05-08T06:30:51+00:00");
+        assert!((position.fix.position.lat() - (22.0 + 34.8621 / 60.0)).abs() < 1e-9);
+        assert!((position.fix.position.lon() - (113.0 + 55.0170 / 60.0)).abs() < 1e-9);
         assert!(position.valid);
         assert_eq!(position.satellites, Some(8));
-        assert_eq!(position.heading_deg, Some(90.0));
+        assert_eq!(position.fix.heading, Some(90.0));
         assert_eq!(position.altitude_m, Some(20.0));
-        assert!((position.speed_kmh.unwrap_or_default() - 18.52).abs() < 1e-9);
+        assert!((position.fix.speed_kmh.unwrap_or_default() - 18.52).abs() < 1e-9);
 
         // South, west, no fix: flags nibble 0.
         let raw = vendor_frame(0x5502, 0, 1, &vendor_location_body(0x00));
@@ -787,7 +778,7 @@ mod tests {
             panic!("not a batch")
         };
         assert!(batch.blind_area);
-        assert!(batch.items[0].lat < 0.0 && batch.items[0].lon < 0.0);
+        assert!(batch.items[0].position.lat() < 0.0 && batch.items[0].position.lon() < 0.0);
         assert!(!batch.items[0].fix_valid());
     }
 
@@ -816,10 +807,10 @@ mod tests {
             panic!("not a location")
         };
         let position = report.to_position("x");
-        assert_eq!(position.time.to_rfc3339(), "2023-02-23T07:02:15+00:00");
-        assert!((position.lat - 43.894156).abs() < 1e-9);
-        assert!((position.lon + 79.2728).abs() < 1e-9);
-        assert_eq!(position.speed_kmh, None);
+        assert_eq!(position.fix.ts.to_rfc3339(), "2023-02-23T07:02:15+00:00");
+        assert!((position.fix.position.lat() - 43.894156).abs() < 1e-9);
+        assert!((position.fix.position.lon() + 79.2728).abs() < 1e-9);
+        assert_eq!(position.fix.speed_kmh, None);
         assert!(position.valid);
 
         let frame = parse_frame(
