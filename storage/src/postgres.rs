@@ -260,7 +260,12 @@ impl_store!(PgStore, sqlx::Postgres);
 impl_dispatch_store!(PgStore, sqlx::Postgres);
 impl_tracking_store!(PgStore, sqlx::Postgres);
 impl_webhook_store!(PgStore, sqlx::Postgres);
-impl_diagnosis_store!(PgStore, sqlx::Postgres);
+// A dispatched intake is one statement here, not the seven round trips of the transaction.
+impl_diagnosis_store!(
+    PgStore,
+    sqlx::Postgres,
+    one_statement_intake: create_dispatched_case_in_one_statement
+);
 
 impl domain::ports::Store for PgStore {
     fn backend(&self) -> &'static str {
@@ -282,7 +287,13 @@ impl PgStore {
     /// and the `LIMIT` moves on to the next), the offer's times start no earlier than the
     /// vehicle's last offer or job ended, and the case, the offer and the events go in. A
     /// key used before writes nothing, and the first request's answer is read back.
-    async fn create_dispatched_case(
+    ///
+    /// `create_triaged_case` writes every dispatched intake this way on PostgreSQL (see
+    /// [`PgStore::ONE_STATEMENT_INTAKE`]). Public for the test that compares it with the
+    /// transaction (`storage/tests/intake_one_statement.rs`); callers use
+    /// `create_triaged_case`.
+    #[doc(hidden)]
+    pub async fn create_dispatched_case_in_one_statement(
         &self,
         case: &domain::Case,
         created: &domain::NewEvent,
@@ -291,10 +302,10 @@ impl PgStore {
         reason: &str,
         offers: &[(domain::ports::NewOffer, domain::NewEvent)],
     ) -> Result<
-        Option<(
+        (
             domain::ports::CreateCaseOutcome,
             Option<domain::ports::TriagedCase>,
-        )>,
+        ),
         StoreError,
     > {
         use domain::time::to_storage_precision as stored;
@@ -368,7 +379,7 @@ impl PgStore {
             let claim = idempotency.ok_or_else(|| {
                 StoreError::Internal("a case without a key was not written".into())
             })?;
-            return Ok(Some((Self::read_replay(&self.pool, claim).await?, None)));
+            return Ok((Self::read_replay(&self.pool, claim).await?, None));
         }
         let offer_id: Option<uuid::Uuid> = row.try_get("id").map_err(map_sqlx)?;
         let mut dispatching = Self::stored_case(case);
@@ -388,14 +399,15 @@ impl PgStore {
             }
             None => domain::ports::TriagedCase::Dispatching(Box::new(dispatching)),
         };
-        Ok(Some((
+        Ok((
             domain::ports::CreateCaseOutcome::Created(Box::new(Self::stored_case(case))),
             Some(triaged),
-        )))
+        ))
     }
 }
 
-/// The first offers of a new case as the columns of `create_dispatched_case`'s arrays.
+/// The first offers of a new case as the columns of
+/// `create_dispatched_case_in_one_statement`'s arrays.
 #[derive(Default)]
 struct Candidates {
     vehicle_ids: Vec<uuid::Uuid>,
@@ -444,7 +456,8 @@ impl Candidates {
     }
 }
 
-/// `create_dispatched_case`'s statement for a request without an idempotency key.
+/// `create_dispatched_case_in_one_statement`'s statement for a request without an
+/// idempotency key.
 static DISPATCHED_CASE_SQL: std::sync::LazyLock<String> =
     std::sync::LazyLock::new(|| dispatched_case_sql(false));
 /// … and with one: `$42`–`$46` are the key's row, and nothing is written when it exists.

@@ -10,10 +10,57 @@
 //! connection makes the select-then-update of one transaction atomic by itself. The
 //! conditional `UPDATE … WHERE outcome IS NULL AND (claimed_by IS NULL OR claim_expires_at
 //! <= now)` re-checks the ticket under the lock on both.
+//!
+//! A dispatched intake (a new case that triage sends to a vehicle, with its first offer)
+//! is written by the transaction of `dispatch_new_in_tx`, unless the backend has a
+//! one-statement intake and names it:
+//! `impl_diagnosis_store!(Store, Database, one_statement_intake: method)` makes
+//! `create_triaged_case` call `self.method(…)` (the signature of
+//! `PgStore::create_dispatched_case_in_one_statement`) for every dispatched intake, and
+//! sets the store's `ONE_STATEMENT_INTAKE`. PostgreSQL names one; SQLite does not (its
+//! statements are calls into the process, not round trips). Both paths must write the same
+//! rows: `storage/tests/intake_one_statement.rs` compares them.
 
 macro_rules! impl_diagnosis_store {
-    ($store:ty, $db:ty) => {
+    ($store:ty, $db:ty $(, one_statement_intake: $one_statement:ident)?) => {
         impl $store {
+            /// Whether this backend writes a dispatched intake (the case, its first offer,
+            /// its events and its idempotency key) in one statement of its own instead of the
+            /// transaction of `dispatch_new_in_tx`, which writes the same rows.
+            pub const ONE_STATEMENT_INTAKE: bool = $crate::queries_diagnosis::one_statement_intake!($($one_statement)?);
+
+            /// `create_triaged_case` through the transaction, whatever the triage: the path
+            /// every backend has. Public for the test that compares it with a one-statement
+            /// intake; callers use `create_triaged_case`.
+            #[doc(hidden)]
+            pub async fn create_triaged_case_in_transaction(
+                &self,
+                case: &domain::Case,
+                created: &domain::NewEvent,
+                idempotency: Option<&domain::ports::IdempotencyClaim>,
+                triage: &domain::ports::TriageWrite,
+            ) -> Result<(domain::ports::CreateCaseOutcome, Option<domain::ports::TriagedCase>), domain::ports::StoreError> {
+                let mut tx = self.begin_urgent_write().await?;
+                let triaged = match triage {
+                    domain::ports::TriageWrite::Queue { event, ticket } => {
+                        if let Some(replayed) = Self::insert_case(&mut tx, case, created, idempotency).await? {
+                            tx.rollback().await.map_err($crate::error::map_sqlx)?;
+                            return Ok((replayed, None));
+                        }
+                        domain::ports::TriagedCase::Queued(Box::new(Self::queue_in_tx(&mut tx, case.id, ticket, event).await?))
+                    }
+                    domain::ports::TriageWrite::Dispatch { event, reason, offers } => {
+                        if let Some(replayed) = Self::claim_idempotency_key(&mut tx, case.id, idempotency).await? {
+                            tx.rollback().await.map_err($crate::error::map_sqlx)?;
+                            return Ok((replayed, None));
+                        }
+                        Self::dispatch_new_in_tx(&mut tx, case, created, event, reason, offers).await?
+                    }
+                };
+                tx.commit().await.map_err($crate::error::map_sqlx)?;
+                Ok((domain::ports::CreateCaseOutcome::Created(Box::new(Self::stored_case(case))), Some(triaged)))
+            }
+
             async fn fetch_ticket(
                 executor: impl sqlx::Executor<'_, Database = $db>,
                 id: domain::TicketId,
@@ -277,30 +324,13 @@ macro_rules! impl_diagnosis_store {
                 idempotency: Option<&domain::ports::IdempotencyClaim>,
                 triage: &domain::ports::TriageWrite,
             ) -> Result<(domain::ports::CreateCaseOutcome, Option<domain::ports::TriagedCase>), domain::ports::StoreError> {
-                if let domain::ports::TriageWrite::Dispatch { event, reason, offers } = triage
-                    && let Some(written) = self.create_dispatched_case(case, created, idempotency, event, reason, offers).await?
-                {
-                    return Ok(written);
-                }
-                let mut tx = self.begin_urgent_write().await?;
-                let triaged = match triage {
-                    domain::ports::TriageWrite::Queue { event, ticket } => {
-                        if let Some(replayed) = Self::insert_case(&mut tx, case, created, idempotency).await? {
-                            tx.rollback().await.map_err($crate::error::map_sqlx)?;
-                            return Ok((replayed, None));
-                        }
-                        domain::ports::TriagedCase::Queued(Box::new(Self::queue_in_tx(&mut tx, case.id, ticket, event).await?))
+                $(
+                    // This backend's one-statement intake writes what the transaction would.
+                    if let domain::ports::TriageWrite::Dispatch { event, reason, offers } = triage {
+                        return self.$one_statement(case, created, idempotency, event, reason, offers).await;
                     }
-                    domain::ports::TriageWrite::Dispatch { event, reason, offers } => {
-                        if let Some(replayed) = Self::claim_idempotency_key(&mut tx, case.id, idempotency).await? {
-                            tx.rollback().await.map_err($crate::error::map_sqlx)?;
-                            return Ok((replayed, None));
-                        }
-                        Self::dispatch_new_in_tx(&mut tx, case, created, event, reason, offers).await?
-                    }
-                };
-                tx.commit().await.map_err($crate::error::map_sqlx)?;
-                Ok((domain::ports::CreateCaseOutcome::Created(Box::new(Self::stored_case(case))), Some(triaged)))
+                )?
+                self.create_triaged_case_in_transaction(case, created, idempotency, triage).await
             }
 
             async fn queue_for_diagnosis(
@@ -742,4 +772,15 @@ macro_rules! impl_diagnosis_store {
     };
 }
 
+/// `true` when `impl_diagnosis_store!` was given a one-statement intake, `false` without.
+macro_rules! one_statement_intake {
+    () => {
+        false
+    };
+    ($one_statement:ident) => {
+        true
+    };
+}
+
 pub(crate) use impl_diagnosis_store;
+pub(crate) use one_statement_intake;
