@@ -495,6 +495,7 @@ fn dispatched_case_sql(with_key: bool) -> String {
          times AS (SELECT c.*, GREATEST(c.sent_at, COALESCE(c.free_since, c.sent_at)) AS offer_sent_at, \
            c.expires_at + GREATEST(COALESCE(c.free_since, c.sent_at) - c.sent_at, interval '0') AS offer_expires_at \
            FROM claimed c), \
+         texts AS (SELECT t.*, {expires_text} AS offer_expires_text FROM times t), \
          new_case AS (INSERT INTO cases (id, channel, status, service, tier, customer_name, customer_phone, \
            member_id, plate, vehicle_model, powertrain, lat, lon, accuracy_m, address, road_kind, \
            fault_category, symptoms, fault_description, promised_arrival, created_at, updated_at, \
@@ -515,9 +516,25 @@ fn dispatched_case_sql(with_key: bool) -> String {
              UNION ALL SELECT $23 + 1, t.ranking_at, $36, t.ranking_actor, t.ranking_data::jsonb FROM times t \
              UNION ALL SELECT $23 + 2, t.offer_sent_at, $37, $38, \
                CASE WHEN t.offer_sent_at > t.sent_at \
-                 THEN jsonb_set(t.sent_data::jsonb, '{{expires_at}}', to_jsonb(t.offer_expires_at)) \
-                 ELSE t.sent_data::jsonb END FROM times t) e) \
+                 THEN jsonb_set(t.sent_data::jsonb, '{{expires_at}}', to_jsonb(t.offer_expires_text)) \
+                 ELSE t.sent_data::jsonb END FROM texts t) e) \
          SELECT {key_ok} AS written, o.* FROM (SELECT 1) AS one LEFT JOIN new_offer o ON true",
         offer_columns = crate::rows::OFFER_COLUMNS,
+        expires_text = rfc3339_text("t.offer_expires_at"),
+    )
+}
+
+/// SQL for the text serde gives a `DateTime<Utc>` (chrono's RFC 3339 with `Z` and as many
+/// fraction digits as needed: none, 3 or 6 at storage precision) of the `timestamptz`
+/// expression `at`. A time the one-statement intake writes into event data must read as
+/// the transaction's does: `to_jsonb(timestamptz)` would give `+00:00` (or the session's
+/// offset) instead of `Z`.
+fn rfc3339_text(at: &str) -> String {
+    let utc = format!("({at} AT TIME ZONE 'UTC')");
+    format!(
+        "(to_char({utc}, 'YYYY-MM-DD\"T\"HH24:MI:SS') || \
+         CASE WHEN date_part('microseconds', {utc})::bigint % 1000000 = 0 THEN '' \
+         WHEN date_part('microseconds', {utc})::bigint % 1000 = 0 THEN to_char({utc}, '.MS') \
+         ELSE to_char({utc}, '.US') END || 'Z')"
     )
 }
