@@ -317,6 +317,7 @@ macro_rules! impl_diagnosis_store {
 
         #[async_trait::async_trait]
         impl domain::ports::DiagnosisStore for $store {
+            #[tracing::instrument(level = "debug", skip_all, fields(case_id = %case.id))]
             async fn create_triaged_case(
                 &self,
                 case: &domain::Case,
@@ -333,6 +334,7 @@ macro_rules! impl_diagnosis_store {
                 self.create_triaged_case_in_transaction(case, created, idempotency, triage).await
             }
 
+            #[tracing::instrument(level = "debug", skip_all, fields(case_id = %case_id, ticket_id = %ticket.id))]
             async fn queue_for_diagnosis(
                 &self,
                 case_id: domain::CaseId,
@@ -345,6 +347,7 @@ macro_rules! impl_diagnosis_store {
                 Ok(stored)
             }
 
+            #[tracing::instrument(level = "debug", skip_all, fields(case_id = %case_id))]
             async fn triage_to_dispatch(
                 &self,
                 case_id: domain::CaseId,
@@ -357,6 +360,7 @@ macro_rules! impl_diagnosis_store {
                 Ok(case)
             }
 
+            #[tracing::instrument(level = "debug", skip_all, fields(user_id = %claim.expert))]
             async fn claim_ticket(
                 &self,
                 claim: &domain::diagnosis::TicketClaim,
@@ -410,6 +414,7 @@ macro_rules! impl_diagnosis_store {
                 Ok(Some(ticket))
             }
 
+            #[tracing::instrument(level = "debug", skip_all, fields(ticket_id = %id))]
             async fn get_ticket(
                 &self,
                 id: domain::TicketId,
@@ -417,6 +422,7 @@ macro_rules! impl_diagnosis_store {
                 Self::fetch_ticket(self.reader(), id).await
             }
 
+            #[tracing::instrument(level = "debug", skip_all, fields(case_id = %case_id))]
             async fn case_ticket(
                 &self,
                 case_id: domain::CaseId,
@@ -430,6 +436,7 @@ macro_rules! impl_diagnosis_store {
                 row.map(TryInto::try_into).transpose()
             }
 
+            #[tracing::instrument(level = "debug", skip_all)]
             async fn open_tickets(
                 &self,
                 limit: u32,
@@ -446,6 +453,7 @@ macro_rules! impl_diagnosis_store {
                 rows.into_iter().map(TryInto::try_into).collect()
             }
 
+            #[tracing::instrument(level = "debug", skip_all, fields(ticket_id = %id, user_id = %report.expert))]
             async fn report_ticket(
                 &self,
                 id: domain::TicketId,
@@ -509,6 +517,7 @@ macro_rules! impl_diagnosis_store {
                 Ok((ticket, case))
             }
 
+            #[tracing::instrument(level = "debug", skip_all)]
             async fn expired_claims(
                 &self,
                 now: domain::Timestamp,
@@ -526,6 +535,7 @@ macro_rules! impl_diagnosis_store {
                 Ok(rows.into_iter().map(|(id,)| id.into()).collect())
             }
 
+            #[tracing::instrument(level = "debug", skip_all, fields(ticket_id = %id))]
             async fn lapse_claim(
                 &self,
                 id: domain::TicketId,
@@ -571,6 +581,7 @@ macro_rules! impl_diagnosis_store {
                 Ok(Some(ticket))
             }
 
+            #[tracing::instrument(level = "debug", skip_all)]
             async fn tickets_due_for_fallback(
                 &self,
                 cutoff: domain::Timestamp,
@@ -591,6 +602,7 @@ macro_rules! impl_diagnosis_store {
                 Ok(rows.into_iter().map(|(id,)| id.into()).collect())
             }
 
+            #[tracing::instrument(level = "debug", skip_all, fields(ticket_id = %id, alert_id = %alert.id))]
             async fn fall_back(
                 &self,
                 id: domain::TicketId,
@@ -655,6 +667,7 @@ macro_rules! impl_diagnosis_store {
                 Ok(Some((ticket, case)))
             }
 
+            #[tracing::instrument(level = "debug", skip_all, fields(case_id = %binding.case_id))]
             async fn bind_phone(
                 &self,
                 binding: &domain::diagnosis::NewPhoneBinding,
@@ -671,6 +684,7 @@ macro_rules! impl_diagnosis_store {
                 }
             }
 
+            #[tracing::instrument(level = "debug", skip_all, fields(case_id = %case_id))]
             async fn release_phone(
                 &self,
                 case_id: domain::CaseId,
@@ -681,6 +695,7 @@ macro_rules! impl_diagnosis_store {
                 tx.commit().await.map_err($crate::error::map_sqlx)
             }
 
+            #[tracing::instrument(level = "debug", skip_all)]
             async fn phone_binding(
                 &self,
                 virtual_number: &str,
@@ -697,6 +712,7 @@ macro_rules! impl_diagnosis_store {
                 Ok(row.map(Into::into))
             }
 
+            #[tracing::instrument(level = "debug", skip_all)]
             async fn triage_rules(&self) -> Result<Option<(String, i64)>, domain::ports::StoreError> {
                 sqlx::query_as("SELECT document, version FROM triage_rules ORDER BY version DESC LIMIT 1")
                     .fetch_optional(self.reader())
@@ -704,6 +720,7 @@ macro_rules! impl_diagnosis_store {
                     .map_err($crate::error::map_sqlx)
             }
 
+            #[tracing::instrument(level = "debug", skip_all)]
             async fn save_triage_rules(
                 &self,
                 text: &str,
@@ -725,6 +742,7 @@ macro_rules! impl_diagnosis_store {
                 Ok(version)
             }
 
+            #[tracing::instrument(level = "debug", skip_all)]
             async fn diagnosis_report_rows(
                 &self,
                 from: domain::Timestamp,
