@@ -53,6 +53,75 @@ pub struct PgStore {
     fixes: PgPool,
 }
 
+/// The PostgreSQL migrations, embedded at build time.
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/postgres");
+
+/// Brings a database migrated before PostgreSQL's migration numbers were aligned with
+/// SQLite's up to the new numbering, before the migrator checks it.
+///
+/// `vehicle_positions` was released as PostgreSQL's migration 7, while SQLite's 7 is the
+/// event sequence trigger and its `vehicle_positions` is 8. Now PostgreSQL's 7 is a no-op
+/// counterpart of that trigger and `vehicle_positions` is 8, byte for byte the file
+/// released as 7. A database that recorded `vehicle_positions` as version 7 (same
+/// description, same checksum) and has no version 8 gets that record moved to 8, with
+/// its install time, run time and outcome, and the no-op recorded as 7. Anything else
+/// (a new database, one already renumbered, one before `vehicle_positions`) is left to
+/// the migrator. The table lock makes a second instance starting at the same time wait
+/// and then find the work done.
+async fn renumber_vehicle_positions(pool: &PgPool) -> Result<(), StoreError> {
+    let migration = |version| {
+        MIGRATOR
+            .iter()
+            .find(|migration| migration.version == version)
+            .ok_or_else(|| StoreError::Internal(format!("migration {version} is missing").into()))
+    };
+    let (no_op, positions) = (migration(7)?, migration(8)?);
+    let table: Option<String> = sqlx::query_scalar("SELECT to_regclass('_sqlx_migrations')::text")
+        .fetch_one(pool)
+        .await
+        .map_err(map_sqlx)?;
+    if table.is_none() {
+        return Ok(()); // a new database
+    }
+    let mut tx = PgStore::begin_on(pool).await?;
+    sqlx::query("LOCK TABLE _sqlx_migrations IN SHARE ROW EXCLUSIVE MODE")
+        .execute(&mut *tx)
+        .await
+        .map_err(map_sqlx)?;
+    let recorded: Vec<(i64, String, Vec<u8>)> = sqlx::query_as(
+        "SELECT version, description, checksum FROM _sqlx_migrations WHERE version IN (7, 8) ORDER BY version",
+    )
+    .fetch_all(&mut *tx)
+    .await
+    .map_err(map_sqlx)?;
+    let old_numbering = matches!(
+        recorded.as_slice(),
+        [(7, description, checksum)]
+            if *description == *positions.description && *checksum == *positions.checksum
+    );
+    if !old_numbering {
+        return tx.rollback().await.map_err(map_sqlx);
+    }
+    sqlx::query("UPDATE _sqlx_migrations SET version = 8 WHERE version = 7")
+        .execute(&mut *tx)
+        .await
+        .map_err(map_sqlx)?;
+    sqlx::query(
+        "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
+         VALUES (7, $1, TRUE, $2, 0)",
+    )
+    .bind(&*no_op.description)
+    .bind(&*no_op.checksum)
+    .execute(&mut *tx)
+    .await
+    .map_err(map_sqlx)?;
+    tx.commit().await.map_err(map_sqlx)?;
+    tracing::info!(
+        "migrations: vehicle_positions, applied as version 7 before the numbers were aligned with SQLite's, is now recorded as 8, and 7 as the no-op event_seq_trigger"
+    );
+    Ok(())
+}
+
 /// Connections of the position pool: position flushes and trajectory points.
 const FIX_POOL_CONNECTIONS: u32 = 2;
 
@@ -118,7 +187,8 @@ impl PgStore {
             .max_connections(FIX_POOL_CONNECTIONS)
             .acquire_timeout(options.acquire_timeout)
             .connect_lazy_with(connect.options([("synchronous_commit", "off")]));
-        sqlx::migrate!("../migrations/postgres")
+        renumber_vehicle_positions(&pool).await?;
+        MIGRATOR
             .run(&pool)
             .await
             .map_err(|error| StoreError::Internal(Box::new(error)))?;
