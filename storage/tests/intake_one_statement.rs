@@ -55,11 +55,7 @@ mod postgres {
     }
 
     async fn database() -> TestDatabaseHandle {
-        TestDatabaseHandle(Arc::new(
-            TestDatabase::create(Backend::Postgres)
-                .await
-                .expect("DATABASE_URL names a PostgreSQL database"),
-        ))
+        TestDatabaseHandle(Arc::new(TestDatabase::create(Backend::Postgres).await))
     }
 
     fn pg(db: &TestDatabaseHandle) -> &PgStore {
