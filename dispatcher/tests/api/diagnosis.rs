@@ -274,21 +274,7 @@ async fn a_phone_solvable_case_is_claimed_solved_and_closed_without_a_truck(
     .await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_phone_solvable_case_is_claimed_solved_and_closed_without_a_truck_sqlite() {
-    a_phone_solvable_case_is_claimed_solved_and_closed_without_a_truck(
-        storage::testing::Backend::Sqlite,
-    )
-    .await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_phone_solvable_case_is_claimed_solved_and_closed_without_a_truck_postgres() {
-    a_phone_solvable_case_is_claimed_solved_and_closed_without_a_truck(
-        storage::testing::Backend::Postgres,
-    )
-    .await;
-}
+storage::backend_test!(a_phone_solvable_case_is_claimed_solved_and_closed_without_a_truck);
 
 api_test!(
     an_escalated_ticket_is_dispatched_at_once,
