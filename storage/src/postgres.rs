@@ -53,6 +53,75 @@ pub struct PgStore {
     fixes: PgPool,
 }
 
+/// The PostgreSQL migrations, embedded at build time.
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/postgres");
+
+/// Brings a database migrated before PostgreSQL's migration numbers were aligned with
+/// SQLite's up to the new numbering, before the migrator checks it.
+///
+/// `vehicle_positions` was released as PostgreSQL's migration 7, while SQLite's 7 is the
+/// event sequence trigger and its `vehicle_positions` is 8. Now PostgreSQL's 7 is a no-op
+/// counterpart of that trigger and `vehicle_positions` is 8, byte for byte the file
+/// released as 7. A database that recorded `vehicle_positions` as version 7 (same
+/// description, same checksum) and has no version 8 gets that record moved to 8, with
+/// its install time, run time and outcome, and the no-op recorded as 7. Anything else
+/// (a new database, one already renumbered, one before `vehicle_positions`) is left to
+/// the migrator. The table lock makes a second instance starting at the same time wait
+/// and then find the work done.
+async fn renumber_vehicle_positions(pool: &PgPool) -> Result<(), StoreError> {
+    let migration = |version| {
+        MIGRATOR
+            .iter()
+            .find(|migration| migration.version == version)
+            .ok_or_else(|| StoreError::Internal(format!("migration {version} is missing").into()))
+    };
+    let (no_op, positions) = (migration(7)?, migration(8)?);
+    let table: Option<String> = sqlx::query_scalar("SELECT to_regclass('_sqlx_migrations')::text")
+        .fetch_one(pool)
+        .await
+        .map_err(map_sqlx)?;
+    if table.is_none() {
+        return Ok(()); // a new database
+    }
+    let mut tx = PgStore::begin_on(pool).await?;
+    sqlx::query("LOCK TABLE _sqlx_migrations IN SHARE ROW EXCLUSIVE MODE")
+        .execute(&mut *tx)
+        .await
+        .map_err(map_sqlx)?;
+    let recorded: Vec<(i64, String, Vec<u8>)> = sqlx::query_as(
+        "SELECT version, description, checksum FROM _sqlx_migrations WHERE version IN (7, 8) ORDER BY version",
+    )
+    .fetch_all(&mut *tx)
+    .await
+    .map_err(map_sqlx)?;
+    let old_numbering = matches!(
+        recorded.as_slice(),
+        [(7, description, checksum)]
+            if *description == *positions.description && *checksum == *positions.checksum
+    );
+    if !old_numbering {
+        return tx.rollback().await.map_err(map_sqlx);
+    }
+    sqlx::query("UPDATE _sqlx_migrations SET version = 8 WHERE version = 7")
+        .execute(&mut *tx)
+        .await
+        .map_err(map_sqlx)?;
+    sqlx::query(
+        "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
+         VALUES (7, $1, TRUE, $2, 0)",
+    )
+    .bind(&*no_op.description)
+    .bind(&*no_op.checksum)
+    .execute(&mut *tx)
+    .await
+    .map_err(map_sqlx)?;
+    tx.commit().await.map_err(map_sqlx)?;
+    tracing::info!(
+        "migrations: vehicle_positions, applied as version 7 before the numbers were aligned with SQLite's, is now recorded as 8, and 7 as the no-op event_seq_trigger"
+    );
+    Ok(())
+}
+
 /// Connections of the position pool: position flushes and trajectory points.
 const FIX_POOL_CONNECTIONS: u32 = 2;
 
@@ -118,7 +187,8 @@ impl PgStore {
             .max_connections(FIX_POOL_CONNECTIONS)
             .acquire_timeout(options.acquire_timeout)
             .connect_lazy_with(connect.options([("synchronous_commit", "off")]));
-        sqlx::migrate!("../migrations/postgres")
+        renumber_vehicle_positions(&pool).await?;
+        MIGRATOR
             .run(&pool)
             .await
             .map_err(|error| StoreError::Internal(Box::new(error)))?;
@@ -260,7 +330,12 @@ impl_store!(PgStore, sqlx::Postgres);
 impl_dispatch_store!(PgStore, sqlx::Postgres);
 impl_tracking_store!(PgStore, sqlx::Postgres);
 impl_webhook_store!(PgStore, sqlx::Postgres);
-impl_diagnosis_store!(PgStore, sqlx::Postgres);
+// A dispatched intake is one statement here, not the seven round trips of the transaction.
+impl_diagnosis_store!(
+    PgStore,
+    sqlx::Postgres,
+    one_statement_intake: create_dispatched_case_in_one_statement
+);
 
 impl domain::ports::Store for PgStore {
     fn backend(&self) -> &'static str {
@@ -282,7 +357,13 @@ impl PgStore {
     /// and the `LIMIT` moves on to the next), the offer's times start no earlier than the
     /// vehicle's last offer or job ended, and the case, the offer and the events go in. A
     /// key used before writes nothing, and the first request's answer is read back.
-    async fn create_dispatched_case(
+    ///
+    /// `create_triaged_case` writes every dispatched intake this way on PostgreSQL (see
+    /// [`PgStore::ONE_STATEMENT_INTAKE`]). Public for the test that compares it with the
+    /// transaction (`storage/tests/intake_one_statement.rs`); callers use
+    /// `create_triaged_case`.
+    #[doc(hidden)]
+    pub async fn create_dispatched_case_in_one_statement(
         &self,
         case: &domain::Case,
         created: &domain::NewEvent,
@@ -291,10 +372,10 @@ impl PgStore {
         reason: &str,
         offers: &[(domain::ports::NewOffer, domain::NewEvent)],
     ) -> Result<
-        Option<(
+        (
             domain::ports::CreateCaseOutcome,
             Option<domain::ports::TriagedCase>,
-        )>,
+        ),
         StoreError,
     > {
         use domain::time::to_storage_precision as stored;
@@ -368,7 +449,7 @@ impl PgStore {
             let claim = idempotency.ok_or_else(|| {
                 StoreError::Internal("a case without a key was not written".into())
             })?;
-            return Ok(Some((Self::read_replay(&self.pool, claim).await?, None)));
+            return Ok((Self::read_replay(&self.pool, claim).await?, None));
         }
         let offer_id: Option<uuid::Uuid> = row.try_get("id").map_err(map_sqlx)?;
         let mut dispatching = Self::stored_case(case);
@@ -388,14 +469,15 @@ impl PgStore {
             }
             None => domain::ports::TriagedCase::Dispatching(Box::new(dispatching)),
         };
-        Ok(Some((
+        Ok((
             domain::ports::CreateCaseOutcome::Created(Box::new(Self::stored_case(case))),
             Some(triaged),
-        )))
+        ))
     }
 }
 
-/// The first offers of a new case as the columns of `create_dispatched_case`'s arrays.
+/// The first offers of a new case as the columns of
+/// `create_dispatched_case_in_one_statement`'s arrays.
 #[derive(Default)]
 struct Candidates {
     vehicle_ids: Vec<uuid::Uuid>,
@@ -444,7 +526,8 @@ impl Candidates {
     }
 }
 
-/// `create_dispatched_case`'s statement for a request without an idempotency key.
+/// `create_dispatched_case_in_one_statement`'s statement for a request without an
+/// idempotency key.
 static DISPATCHED_CASE_SQL: std::sync::LazyLock<String> =
     std::sync::LazyLock::new(|| dispatched_case_sql(false));
 /// … and with one: `$42`–`$46` are the key's row, and nothing is written when it exists.
@@ -482,6 +565,7 @@ fn dispatched_case_sql(with_key: bool) -> String {
          times AS (SELECT c.*, GREATEST(c.sent_at, COALESCE(c.free_since, c.sent_at)) AS offer_sent_at, \
            c.expires_at + GREATEST(COALESCE(c.free_since, c.sent_at) - c.sent_at, interval '0') AS offer_expires_at \
            FROM claimed c), \
+         texts AS (SELECT t.*, {expires_text} AS offer_expires_text FROM times t), \
          new_case AS (INSERT INTO cases (id, channel, status, service, tier, customer_name, customer_phone, \
            member_id, plate, vehicle_model, powertrain, lat, lon, accuracy_m, address, road_kind, \
            fault_category, symptoms, fault_description, promised_arrival, created_at, updated_at, \
@@ -502,9 +586,25 @@ fn dispatched_case_sql(with_key: bool) -> String {
              UNION ALL SELECT $23 + 1, t.ranking_at, $36, t.ranking_actor, t.ranking_data::jsonb FROM times t \
              UNION ALL SELECT $23 + 2, t.offer_sent_at, $37, $38, \
                CASE WHEN t.offer_sent_at > t.sent_at \
-                 THEN jsonb_set(t.sent_data::jsonb, '{{expires_at}}', to_jsonb(t.offer_expires_at)) \
-                 ELSE t.sent_data::jsonb END FROM times t) e) \
+                 THEN jsonb_set(t.sent_data::jsonb, '{{expires_at}}', to_jsonb(t.offer_expires_text)) \
+                 ELSE t.sent_data::jsonb END FROM texts t) e) \
          SELECT {key_ok} AS written, o.* FROM (SELECT 1) AS one LEFT JOIN new_offer o ON true",
         offer_columns = crate::rows::OFFER_COLUMNS,
+        expires_text = rfc3339_text("t.offer_expires_at"),
+    )
+}
+
+/// SQL for the text serde gives a `DateTime<Utc>` (chrono's RFC 3339 with `Z` and as many
+/// fraction digits as needed: none, 3 or 6 at storage precision) of the `timestamptz`
+/// expression `at`. A time the one-statement intake writes into event data must read as
+/// the transaction's does: `to_jsonb(timestamptz)` would give `+00:00` (or the session's
+/// offset) instead of `Z`.
+fn rfc3339_text(at: &str) -> String {
+    let utc = format!("({at} AT TIME ZONE 'UTC')");
+    format!(
+        "(to_char({utc}, 'YYYY-MM-DD\"T\"HH24:MI:SS') || \
+         CASE WHEN date_part('microseconds', {utc})::bigint % 1000000 = 0 THEN '' \
+         WHEN date_part('microseconds', {utc})::bigint % 1000 = 0 THEN to_char({utc}, '.MS') \
+         ELSE to_char({utc}, '.US') END || 'Z')"
     )
 }

@@ -16,6 +16,7 @@ macro_rules! impl_store {
     ($store:ty, $db:ty) => {
         #[async_trait::async_trait]
         impl domain::ports::AccountStore for $store {
+            #[tracing::instrument(level = "debug", skip_all, fields(provider_id = %provider.id))]
             async fn insert_provider(
                 &self,
                 provider: &domain::Provider,
@@ -39,6 +40,7 @@ macro_rules! impl_store {
                 tx.commit().await.map_err($crate::error::map_sqlx)
             }
 
+            #[tracing::instrument(level = "debug", skip_all)]
             async fn provider_by_api_key_hash(
                 &self,
                 api_key_hash: &[u8; 32],
@@ -55,6 +57,7 @@ macro_rules! impl_store {
                 Ok(row.map(Into::into))
             }
 
+            #[tracing::instrument(level = "debug", skip_all, fields(provider_id = %id))]
             async fn get_provider(
                 &self,
                 id: domain::ProviderId,
@@ -71,6 +74,7 @@ macro_rules! impl_store {
                 Ok(row.map(Into::into))
             }
 
+            #[tracing::instrument(level = "debug", skip_all, fields(user_id = %user.id))]
             async fn insert_user(
                 &self,
                 user: &domain::User,
@@ -94,6 +98,7 @@ macro_rules! impl_store {
                 tx.commit().await.map_err($crate::error::map_sqlx)
             }
 
+            #[tracing::instrument(level = "debug", skip_all)]
             async fn user_credentials(
                 &self,
                 username: &str,
@@ -113,6 +118,7 @@ macro_rules! impl_store {
                 }
             }
 
+            #[tracing::instrument(level = "debug", skip_all, fields(user_id = %id))]
             async fn get_user(
                 &self,
                 id: domain::UserId,
@@ -126,6 +132,7 @@ macro_rules! impl_store {
                 row.map(TryInto::try_into).transpose()
             }
 
+            #[tracing::instrument(level = "debug", skip_all, fields(user_id = %session.user_id))]
             async fn insert_session(
                 &self,
                 session: &domain::ports::NewSession,
@@ -144,6 +151,7 @@ macro_rules! impl_store {
                 tx.commit().await.map_err($crate::error::map_sqlx)
             }
 
+            #[tracing::instrument(level = "debug", skip_all)]
             async fn session_user(
                 &self,
                 token_hash: &[u8; 32],
@@ -163,6 +171,7 @@ macro_rules! impl_store {
                 row.map(TryInto::try_into).transpose()
             }
 
+            #[tracing::instrument(level = "debug", skip_all)]
             async fn delete_session(&self, token_hash: &[u8; 32]) -> Result<(), domain::ports::StoreError> {
                 let mut tx = self.begin_write().await?;
                 sqlx::query("DELETE FROM sessions WHERE token_hash = $1")
@@ -402,6 +411,7 @@ macro_rules! impl_store {
 
         #[async_trait::async_trait]
         impl domain::ports::CaseStore for $store {
+            #[tracing::instrument(level = "debug", skip_all, fields(case_id = %case.id))]
             async fn create_case(
                 &self,
                 case: &domain::Case,
@@ -417,6 +427,7 @@ macro_rules! impl_store {
                 Ok(domain::ports::CreateCaseOutcome::Created(Box::new(Self::stored_case(case))))
             }
 
+            #[tracing::instrument(level = "debug", skip_all, fields(case_id = %id))]
             async fn get_case(
                 &self,
                 id: domain::CaseId,
@@ -424,6 +435,7 @@ macro_rules! impl_store {
                 Self::fetch_case(self.reader(), id).await
             }
 
+            #[tracing::instrument(level = "debug", skip_all)]
             async fn list_cases(
                 &self,
                 filter: &domain::ports::CaseFilter,
@@ -470,6 +482,7 @@ macro_rules! impl_store {
                 rows.into_iter().map(TryInto::try_into).collect()
             }
 
+            #[tracing::instrument(level = "debug", skip_all, fields(case_id = %id))]
             async fn transition_case(
                 &self,
                 id: domain::CaseId,
@@ -512,6 +525,7 @@ macro_rules! impl_store {
                 Ok((case, event))
             }
 
+            #[tracing::instrument(level = "debug", skip_all, fields(case_id = %id))]
             async fn append_event(
                 &self,
                 id: domain::CaseId,
@@ -524,6 +538,7 @@ macro_rules! impl_store {
                 Ok(event)
             }
 
+            #[tracing::instrument(level = "debug", skip_all, fields(case_id = %id))]
             async fn timeline(
                 &self,
                 id: domain::CaseId,
@@ -540,6 +555,7 @@ macro_rules! impl_store {
                 rows.into_iter().map(TryInto::try_into).collect()
             }
 
+            #[tracing::instrument(level = "debug", skip_all)]
             async fn count_cases_by_status(
                 &self,
             ) -> Result<Vec<(domain::CaseStatus, u64)>, domain::ports::StoreError> {
@@ -561,6 +577,7 @@ macro_rules! impl_store {
 
         #[async_trait::async_trait]
         impl domain::ports::MaintenanceStore for $store {
+            #[tracing::instrument(level = "debug", skip_all)]
             async fn ping(&self) -> Result<(), domain::ports::StoreError> {
                 sqlx::query("SELECT 1")
                     .execute(self.reader())
@@ -569,6 +586,7 @@ macro_rules! impl_store {
                 Ok(())
             }
 
+            #[tracing::instrument(level = "debug", skip_all)]
             async fn purge_expired(
                 &self,
                 now: domain::Timestamp,

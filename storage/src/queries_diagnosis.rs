@@ -10,10 +10,57 @@
 //! connection makes the select-then-update of one transaction atomic by itself. The
 //! conditional `UPDATE … WHERE outcome IS NULL AND (claimed_by IS NULL OR claim_expires_at
 //! <= now)` re-checks the ticket under the lock on both.
+//!
+//! A dispatched intake (a new case that triage sends to a vehicle, with its first offer)
+//! is written by the transaction of `dispatch_new_in_tx`, unless the backend has a
+//! one-statement intake and names it:
+//! `impl_diagnosis_store!(Store, Database, one_statement_intake: method)` makes
+//! `create_triaged_case` call `self.method(…)` (the signature of
+//! `PgStore::create_dispatched_case_in_one_statement`) for every dispatched intake, and
+//! sets the store's `ONE_STATEMENT_INTAKE`. PostgreSQL names one; SQLite does not (its
+//! statements are calls into the process, not round trips). Both paths must write the same
+//! rows: `storage/tests/intake_one_statement.rs` compares them.
 
 macro_rules! impl_diagnosis_store {
-    ($store:ty, $db:ty) => {
+    ($store:ty, $db:ty $(, one_statement_intake: $one_statement:ident)?) => {
         impl $store {
+            /// Whether this backend writes a dispatched intake (the case, its first offer,
+            /// its events and its idempotency key) in one statement of its own instead of the
+            /// transaction of `dispatch_new_in_tx`, which writes the same rows.
+            pub const ONE_STATEMENT_INTAKE: bool = $crate::queries_diagnosis::one_statement_intake!($($one_statement)?);
+
+            /// `create_triaged_case` through the transaction, whatever the triage: the path
+            /// every backend has. Public for the test that compares it with a one-statement
+            /// intake; callers use `create_triaged_case`.
+            #[doc(hidden)]
+            pub async fn create_triaged_case_in_transaction(
+                &self,
+                case: &domain::Case,
+                created: &domain::NewEvent,
+                idempotency: Option<&domain::ports::IdempotencyClaim>,
+                triage: &domain::ports::TriageWrite,
+            ) -> Result<(domain::ports::CreateCaseOutcome, Option<domain::ports::TriagedCase>), domain::ports::StoreError> {
+                let mut tx = self.begin_urgent_write().await?;
+                let triaged = match triage {
+                    domain::ports::TriageWrite::Queue { event, ticket } => {
+                        if let Some(replayed) = Self::insert_case(&mut tx, case, created, idempotency).await? {
+                            tx.rollback().await.map_err($crate::error::map_sqlx)?;
+                            return Ok((replayed, None));
+                        }
+                        domain::ports::TriagedCase::Queued(Box::new(Self::queue_in_tx(&mut tx, case.id, ticket, event).await?))
+                    }
+                    domain::ports::TriageWrite::Dispatch { event, reason, offers } => {
+                        if let Some(replayed) = Self::claim_idempotency_key(&mut tx, case.id, idempotency).await? {
+                            tx.rollback().await.map_err($crate::error::map_sqlx)?;
+                            return Ok((replayed, None));
+                        }
+                        Self::dispatch_new_in_tx(&mut tx, case, created, event, reason, offers).await?
+                    }
+                };
+                tx.commit().await.map_err($crate::error::map_sqlx)?;
+                Ok((domain::ports::CreateCaseOutcome::Created(Box::new(Self::stored_case(case))), Some(triaged)))
+            }
+
             async fn fetch_ticket(
                 executor: impl sqlx::Executor<'_, Database = $db>,
                 id: domain::TicketId,
@@ -270,6 +317,7 @@ macro_rules! impl_diagnosis_store {
 
         #[async_trait::async_trait]
         impl domain::ports::DiagnosisStore for $store {
+            #[tracing::instrument(level = "debug", skip_all, fields(case_id = %case.id))]
             async fn create_triaged_case(
                 &self,
                 case: &domain::Case,
@@ -277,32 +325,16 @@ macro_rules! impl_diagnosis_store {
                 idempotency: Option<&domain::ports::IdempotencyClaim>,
                 triage: &domain::ports::TriageWrite,
             ) -> Result<(domain::ports::CreateCaseOutcome, Option<domain::ports::TriagedCase>), domain::ports::StoreError> {
-                if let domain::ports::TriageWrite::Dispatch { event, reason, offers } = triage
-                    && let Some(written) = self.create_dispatched_case(case, created, idempotency, event, reason, offers).await?
-                {
-                    return Ok(written);
-                }
-                let mut tx = self.begin_urgent_write().await?;
-                let triaged = match triage {
-                    domain::ports::TriageWrite::Queue { event, ticket } => {
-                        if let Some(replayed) = Self::insert_case(&mut tx, case, created, idempotency).await? {
-                            tx.rollback().await.map_err($crate::error::map_sqlx)?;
-                            return Ok((replayed, None));
-                        }
-                        domain::ports::TriagedCase::Queued(Box::new(Self::queue_in_tx(&mut tx, case.id, ticket, event).await?))
+                $(
+                    // This backend's one-statement intake writes what the transaction would.
+                    if let domain::ports::TriageWrite::Dispatch { event, reason, offers } = triage {
+                        return self.$one_statement(case, created, idempotency, event, reason, offers).await;
                     }
-                    domain::ports::TriageWrite::Dispatch { event, reason, offers } => {
-                        if let Some(replayed) = Self::claim_idempotency_key(&mut tx, case.id, idempotency).await? {
-                            tx.rollback().await.map_err($crate::error::map_sqlx)?;
-                            return Ok((replayed, None));
-                        }
-                        Self::dispatch_new_in_tx(&mut tx, case, created, event, reason, offers).await?
-                    }
-                };
-                tx.commit().await.map_err($crate::error::map_sqlx)?;
-                Ok((domain::ports::CreateCaseOutcome::Created(Box::new(Self::stored_case(case))), Some(triaged)))
+                )?
+                self.create_triaged_case_in_transaction(case, created, idempotency, triage).await
             }
 
+            #[tracing::instrument(level = "debug", skip_all, fields(case_id = %case_id, ticket_id = %ticket.id))]
             async fn queue_for_diagnosis(
                 &self,
                 case_id: domain::CaseId,
@@ -315,6 +347,7 @@ macro_rules! impl_diagnosis_store {
                 Ok(stored)
             }
 
+            #[tracing::instrument(level = "debug", skip_all, fields(case_id = %case_id))]
             async fn triage_to_dispatch(
                 &self,
                 case_id: domain::CaseId,
@@ -327,6 +360,7 @@ macro_rules! impl_diagnosis_store {
                 Ok(case)
             }
 
+            #[tracing::instrument(level = "debug", skip_all, fields(user_id = %claim.expert))]
             async fn claim_ticket(
                 &self,
                 claim: &domain::diagnosis::TicketClaim,
@@ -380,6 +414,7 @@ macro_rules! impl_diagnosis_store {
                 Ok(Some(ticket))
             }
 
+            #[tracing::instrument(level = "debug", skip_all, fields(ticket_id = %id))]
             async fn get_ticket(
                 &self,
                 id: domain::TicketId,
@@ -387,6 +422,7 @@ macro_rules! impl_diagnosis_store {
                 Self::fetch_ticket(self.reader(), id).await
             }
 
+            #[tracing::instrument(level = "debug", skip_all, fields(case_id = %case_id))]
             async fn case_ticket(
                 &self,
                 case_id: domain::CaseId,
@@ -400,6 +436,7 @@ macro_rules! impl_diagnosis_store {
                 row.map(TryInto::try_into).transpose()
             }
 
+            #[tracing::instrument(level = "debug", skip_all)]
             async fn open_tickets(
                 &self,
                 limit: u32,
@@ -416,6 +453,7 @@ macro_rules! impl_diagnosis_store {
                 rows.into_iter().map(TryInto::try_into).collect()
             }
 
+            #[tracing::instrument(level = "debug", skip_all, fields(ticket_id = %id, user_id = %report.expert))]
             async fn report_ticket(
                 &self,
                 id: domain::TicketId,
@@ -479,6 +517,7 @@ macro_rules! impl_diagnosis_store {
                 Ok((ticket, case))
             }
 
+            #[tracing::instrument(level = "debug", skip_all)]
             async fn expired_claims(
                 &self,
                 now: domain::Timestamp,
@@ -496,6 +535,7 @@ macro_rules! impl_diagnosis_store {
                 Ok(rows.into_iter().map(|(id,)| id.into()).collect())
             }
 
+            #[tracing::instrument(level = "debug", skip_all, fields(ticket_id = %id))]
             async fn lapse_claim(
                 &self,
                 id: domain::TicketId,
@@ -541,6 +581,7 @@ macro_rules! impl_diagnosis_store {
                 Ok(Some(ticket))
             }
 
+            #[tracing::instrument(level = "debug", skip_all)]
             async fn tickets_due_for_fallback(
                 &self,
                 cutoff: domain::Timestamp,
@@ -561,6 +602,7 @@ macro_rules! impl_diagnosis_store {
                 Ok(rows.into_iter().map(|(id,)| id.into()).collect())
             }
 
+            #[tracing::instrument(level = "debug", skip_all, fields(ticket_id = %id, alert_id = %alert.id))]
             async fn fall_back(
                 &self,
                 id: domain::TicketId,
@@ -625,6 +667,7 @@ macro_rules! impl_diagnosis_store {
                 Ok(Some((ticket, case)))
             }
 
+            #[tracing::instrument(level = "debug", skip_all, fields(case_id = %binding.case_id))]
             async fn bind_phone(
                 &self,
                 binding: &domain::diagnosis::NewPhoneBinding,
@@ -641,6 +684,7 @@ macro_rules! impl_diagnosis_store {
                 }
             }
 
+            #[tracing::instrument(level = "debug", skip_all, fields(case_id = %case_id))]
             async fn release_phone(
                 &self,
                 case_id: domain::CaseId,
@@ -651,6 +695,7 @@ macro_rules! impl_diagnosis_store {
                 tx.commit().await.map_err($crate::error::map_sqlx)
             }
 
+            #[tracing::instrument(level = "debug", skip_all)]
             async fn phone_binding(
                 &self,
                 virtual_number: &str,
@@ -667,6 +712,7 @@ macro_rules! impl_diagnosis_store {
                 Ok(row.map(Into::into))
             }
 
+            #[tracing::instrument(level = "debug", skip_all)]
             async fn triage_rules(&self) -> Result<Option<(String, i64)>, domain::ports::StoreError> {
                 sqlx::query_as("SELECT document, version FROM triage_rules ORDER BY version DESC LIMIT 1")
                     .fetch_optional(self.reader())
@@ -674,6 +720,7 @@ macro_rules! impl_diagnosis_store {
                     .map_err($crate::error::map_sqlx)
             }
 
+            #[tracing::instrument(level = "debug", skip_all)]
             async fn save_triage_rules(
                 &self,
                 text: &str,
@@ -695,6 +742,7 @@ macro_rules! impl_diagnosis_store {
                 Ok(version)
             }
 
+            #[tracing::instrument(level = "debug", skip_all)]
             async fn diagnosis_report_rows(
                 &self,
                 from: domain::Timestamp,
@@ -742,4 +790,15 @@ macro_rules! impl_diagnosis_store {
     };
 }
 
+/// `true` when `impl_diagnosis_store!` was given a one-statement intake, `false` without.
+macro_rules! one_statement_intake {
+    () => {
+        false
+    };
+    ($one_statement:ident) => {
+        true
+    };
+}
+
 pub(crate) use impl_diagnosis_store;
+pub(crate) use one_statement_intake;

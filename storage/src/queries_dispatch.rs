@@ -379,6 +379,7 @@ macro_rules! impl_dispatch_store {
 
         #[async_trait::async_trait]
         impl domain::ports::FleetStore for $store {
+            #[tracing::instrument(level = "debug", skip_all, fields(provider_id = %provider_id, external_id = external_id))]
             async fn register_vehicle(
                 &self,
                 provider_id: domain::ProviderId,
@@ -470,6 +471,7 @@ macro_rules! impl_dispatch_store {
                 Ok(domain::ports::Registered { vehicle, created })
             }
 
+            #[tracing::instrument(level = "debug", skip_all, fields(vehicle_id = %id))]
             async fn get_vehicle(
                 &self,
                 id: domain::VehicleId,
@@ -477,6 +479,7 @@ macro_rules! impl_dispatch_store {
                 Ok(self.vehicles_where("WHERE vehicles.id = $1", Some(id.as_uuid())).await?.pop())
             }
 
+            #[tracing::instrument(level = "debug", skip_all, fields(provider_id = %provider_id, external_id = external_id))]
             async fn find_vehicle(
                 &self,
                 provider_id: domain::ProviderId,
@@ -495,10 +498,12 @@ macro_rules! impl_dispatch_store {
                 }
             }
 
+            #[tracing::instrument(level = "debug", skip_all)]
             async fn list_vehicles(&self) -> Result<Vec<domain::Vehicle>, domain::ports::StoreError> {
                 self.vehicles_where("", None).await
             }
 
+            #[tracing::instrument(level = "debug", skip_all, fields(provider_id = %provider_id))]
             async fn list_provider_vehicles(
                 &self,
                 provider_id: domain::ProviderId,
@@ -506,6 +511,7 @@ macro_rules! impl_dispatch_store {
                 self.vehicles_where("WHERE vehicles.provider_id = $1", Some(provider_id.as_uuid())).await
             }
 
+            #[tracing::instrument(level = "debug", skip_all)]
             async fn vehicle_by_device(
                 &self,
                 protocol: domain::DeviceProtocol,
@@ -524,6 +530,7 @@ macro_rules! impl_dispatch_store {
                 }
             }
 
+            #[tracing::instrument(level = "debug", skip_all)]
             async fn save_last_fixes(
                 &self,
                 fixes: &[(domain::VehicleId, domain::Fix)],
@@ -534,6 +541,7 @@ macro_rules! impl_dispatch_store {
                 self.save_last_fixes_impl(fixes).await
             }
 
+            #[tracing::instrument(level = "debug", skip_all)]
             async fn list_providers(&self) -> Result<Vec<domain::Provider>, domain::ports::StoreError> {
                 let sql = format!("SELECT {} FROM providers ORDER BY id", $crate::rows::PROVIDER_COLUMNS);
                 let rows: Vec<$crate::rows::ProviderRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
@@ -546,6 +554,7 @@ macro_rules! impl_dispatch_store {
 
         #[async_trait::async_trait]
         impl domain::ports::DispatchStore for $store {
+            #[tracing::instrument(level = "debug", skip_all, fields(case_id = %offer.case_id, offer_id = %offer.id, vehicle_id = %offer.vehicle_id, provider_id = %offer.provider_id))]
             async fn create_offer(
                 &self,
                 offer: &domain::ports::NewOffer,
@@ -563,6 +572,7 @@ macro_rules! impl_dispatch_store {
                 Ok(stored)
             }
 
+            #[tracing::instrument(level = "debug", skip_all, fields(offer_id = %offer_id, provider_id = %provider_id))]
             async fn accept_offer(
                 &self,
                 offer_id: domain::OfferId,
@@ -623,6 +633,7 @@ macro_rules! impl_dispatch_store {
                 Ok((offer, case))
             }
 
+            #[tracing::instrument(level = "debug", skip_all, fields(offer_id = %offer_id, provider_id = %provider_id))]
             async fn decline_offer(
                 &self,
                 offer_id: domain::OfferId,
@@ -674,6 +685,7 @@ macro_rules! impl_dispatch_store {
                 Ok(offer)
             }
 
+            #[tracing::instrument(level = "debug", skip_all)]
             async fn expire_offers(
                 &self,
                 now: domain::Timestamp,
@@ -722,10 +734,12 @@ macro_rules! impl_dispatch_store {
                 Ok(expired)
             }
 
+            #[tracing::instrument(level = "debug", skip_all, fields(offer_id = %id))]
             async fn get_offer(&self, id: domain::OfferId) -> Result<Option<domain::Offer>, domain::ports::StoreError> {
                 Self::fetch_offer(self.reader(), id).await
             }
 
+            #[tracing::instrument(level = "debug", skip_all, fields(provider_id = %provider_id))]
             async fn pending_offers(
                 &self,
                 provider_id: domain::ProviderId,
@@ -742,6 +756,7 @@ macro_rules! impl_dispatch_store {
                 rows.into_iter().map(TryInto::try_into).collect()
             }
 
+            #[tracing::instrument(level = "debug", skip_all, fields(case_id = %case_id))]
             async fn case_offers(&self, case_id: domain::CaseId) -> Result<Vec<domain::Offer>, domain::ports::StoreError> {
                 let sql = format!(
                     "SELECT {} FROM offers WHERE case_id = $1 ORDER BY sent_at, id",
@@ -755,6 +770,7 @@ macro_rules! impl_dispatch_store {
                 rows.into_iter().map(TryInto::try_into).collect()
             }
 
+            #[tracing::instrument(level = "debug", skip_all, fields(case_id = %case_id))]
             async fn dispatch_state(
                 &self,
                 case_id: domain::CaseId,
@@ -776,6 +792,7 @@ macro_rules! impl_dispatch_store {
                 Ok(Some(domain::ports::DispatchState { case, offers_in_round }))
             }
 
+            #[tracing::instrument(level = "debug", skip_all, fields(case_id = %case_id))]
             async fn active_job(&self, case_id: domain::CaseId) -> Result<Option<domain::Offer>, domain::ports::StoreError> {
                 let sql = format!(
                     "SELECT {} FROM offers WHERE case_id = $1 AND state = 'accepted' AND released_at IS NULL",
@@ -789,6 +806,7 @@ macro_rules! impl_dispatch_store {
                 row.map(TryInto::try_into).transpose()
             }
 
+            #[tracing::instrument(level = "debug", skip_all, fields(case_id = %case_id, alert_id = %alert.id))]
             async fn escalate_case(
                 &self,
                 case_id: domain::CaseId,
@@ -838,6 +856,7 @@ macro_rules! impl_dispatch_store {
                 Ok(case)
             }
 
+            #[tracing::instrument(level = "debug", skip_all, fields(case_id = %case_id, offer_id = %assignment.offer_id, vehicle_id = %assignment.vehicle_id))]
             async fn assign_vehicle(
                 &self,
                 case_id: domain::CaseId,
@@ -912,6 +931,7 @@ macro_rules! impl_dispatch_store {
                 Ok((case, offer, released))
             }
 
+            #[tracing::instrument(level = "debug", skip_all, fields(case_id = %case_id))]
             async fn redispatch_case(
                 &self,
                 case_id: domain::CaseId,
@@ -933,6 +953,7 @@ macro_rules! impl_dispatch_store {
                 Ok(case)
             }
 
+            #[tracing::instrument(level = "debug", skip_all, fields(case_id = %case_id))]
             async fn cancel_case(
                 &self,
                 case_id: domain::CaseId,
@@ -954,6 +975,7 @@ macro_rules! impl_dispatch_store {
                 Ok((case, released))
             }
 
+            #[tracing::instrument(level = "debug", skip_all, fields(case_id = %case_id, provider_id = %provider_id))]
             async fn report_job_status(
                 &self,
                 case_id: domain::CaseId,
@@ -1004,6 +1026,7 @@ macro_rules! impl_dispatch_store {
                 Ok((case, released))
             }
 
+            #[tracing::instrument(level = "debug", skip_all)]
             async fn cases_awaiting_offer(
                 &self,
                 before: domain::Timestamp,
@@ -1022,6 +1045,7 @@ macro_rules! impl_dispatch_store {
                 Ok(rows.into_iter().map(|(id,)| id.into()).collect())
             }
 
+            #[tracing::instrument(level = "debug", skip_all)]
             async fn cases_awaiting_triage(
                 &self,
                 before: domain::Timestamp,
@@ -1038,6 +1062,7 @@ macro_rules! impl_dispatch_store {
                 Ok(rows.into_iter().map(|(id,)| id.into()).collect())
             }
 
+            #[tracing::instrument(level = "debug", skip_all)]
             async fn provider_records(
                 &self,
                 since: domain::Timestamp,
@@ -1066,6 +1091,7 @@ macro_rules! impl_dispatch_store {
                     .collect())
             }
 
+            #[tracing::instrument(level = "debug", skip_all)]
             async fn list_alerts(
                 &self,
                 state: Option<domain::AlertState>,

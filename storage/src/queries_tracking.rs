@@ -38,6 +38,7 @@ macro_rules! impl_tracking_store {
 
         #[async_trait::async_trait]
         impl domain::ports::TrackingStore for $store {
+            #[tracing::instrument(level = "debug", skip_all)]
             async fn insert_case_fixes(&self, fixes: &[domain::ports::CaseFix]) -> Result<u64, domain::ports::StoreError> {
                 if fixes.is_empty() {
                     return Ok(0);
@@ -68,6 +69,7 @@ macro_rules! impl_tracking_store {
                 Ok(inserted)
             }
 
+            #[tracing::instrument(level = "debug", skip_all, fields(case_id = %case_id))]
             async fn case_fixes(&self, case_id: domain::CaseId) -> Result<Vec<domain::ports::CaseFix>, domain::ports::StoreError> {
                 let rows: Vec<$crate::rows::CaseFixRow> = sqlx::query_as(
                     "SELECT case_id, vehicle_id, ts, lat, lon, speed_kmh, heading_deg, accuracy_m, source, live, received_at \
@@ -80,6 +82,7 @@ macro_rules! impl_tracking_store {
                 rows.into_iter().map(TryInto::try_into).collect()
             }
 
+            #[tracing::instrument(level = "debug", skip_all)]
             async fn purge_case_fixes(&self, before: domain::Timestamp) -> Result<u64, domain::ports::StoreError> {
                 let mut tx = self.begin_write().await?;
                 let purged = sqlx::query("DELETE FROM case_fixes WHERE received_at < $1")
@@ -92,6 +95,7 @@ macro_rules! impl_tracking_store {
                 Ok(purged)
             }
 
+            #[tracing::instrument(level = "debug", skip_all, fields(case_id = %case_id, vehicle_id = %vehicle_id))]
             async fn save_tracking(
                 &self,
                 case_id: domain::CaseId,
@@ -123,6 +127,7 @@ macro_rules! impl_tracking_store {
                 tx.commit().await.map_err($crate::error::map_sqlx)
             }
 
+            #[tracing::instrument(level = "debug", skip_all, fields(case_id = %case_id))]
             async fn load_tracking(&self, case_id: domain::CaseId) -> Result<Option<serde_json::Value>, domain::ports::StoreError> {
                 let row: Option<(sqlx::types::Json<serde_json::Value>,)> =
                     sqlx::query_as("SELECT state FROM case_tracking WHERE case_id = $1")
@@ -133,6 +138,7 @@ macro_rules! impl_tracking_store {
                 Ok(row.map(|(state,)| state.0))
             }
 
+            #[tracing::instrument(level = "debug", skip_all)]
             async fn active_jobs(&self) -> Result<Vec<domain::ports::ActiveJob>, domain::ports::StoreError> {
                 let sql = format!(
                     "SELECT {} FROM offers WHERE state = 'accepted' AND released_at IS NULL",
@@ -161,6 +167,7 @@ macro_rules! impl_tracking_store {
                 Ok(active)
             }
 
+            #[tracing::instrument(level = "debug", skip_all, fields(case_id = %case_id, alert_id = %alert.id))]
             async fn raise_alert(
                 &self,
                 case_id: domain::CaseId,
@@ -197,6 +204,7 @@ macro_rules! impl_tracking_store {
                 Ok(Some(stored))
             }
 
+            #[tracing::instrument(level = "debug", skip_all, fields(case_id = %case_id))]
             async fn escalate_alert(
                 &self,
                 case_id: domain::CaseId,
@@ -232,6 +240,7 @@ macro_rules! impl_tracking_store {
                 Ok(Some(stored))
             }
 
+            #[tracing::instrument(level = "debug", skip_all, fields(case_id = %case_id))]
             async fn clear_alert(
                 &self,
                 case_id: domain::CaseId,
@@ -264,6 +273,7 @@ macro_rules! impl_tracking_store {
                 Ok(Some(stored))
             }
 
+            #[tracing::instrument(level = "debug", skip_all, fields(alert_id = %id))]
             async fn acknowledge_alert(
                 &self,
                 id: domain::AlertId,
@@ -297,6 +307,7 @@ macro_rules! impl_tracking_store {
                 Ok(stored)
             }
 
+            #[tracing::instrument(level = "debug", skip_all, fields(alert_id = %id))]
             async fn resolve_alert(
                 &self,
                 id: domain::AlertId,
@@ -329,10 +340,12 @@ macro_rules! impl_tracking_store {
                 Ok(stored)
             }
 
+            #[tracing::instrument(level = "debug", skip_all, fields(alert_id = %id))]
             async fn get_alert(&self, id: domain::AlertId) -> Result<Option<domain::Alert>, domain::ports::StoreError> {
                 Self::fetch_alert(self.reader(), id).await
             }
 
+            #[tracing::instrument(level = "debug", skip_all, fields(after_event_id = after))]
             async fn events_after(&self, after: i64, limit: u32) -> Result<Vec<domain::Event>, domain::ports::StoreError> {
                 let sql = format!(
                     "SELECT {} FROM case_events WHERE id > $1 ORDER BY id LIMIT $2",
@@ -347,6 +360,7 @@ macro_rules! impl_tracking_store {
                 rows.into_iter().map(TryInto::try_into).collect()
             }
 
+            #[tracing::instrument(level = "debug", skip_all)]
             async fn last_event_id(&self) -> Result<i64, domain::ports::StoreError> {
                 let (id,): (Option<i64>,) = sqlx::query_as("SELECT MAX(id) FROM case_events")
                     .fetch_one(self.reader())

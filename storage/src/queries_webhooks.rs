@@ -6,6 +6,7 @@ macro_rules! impl_webhook_store {
     ($store:ty, $db:ty) => {
         #[async_trait::async_trait]
         impl domain::ports::WebhookStore for $store {
+            #[tracing::instrument(level = "debug", skip_all)]
             async fn enqueue_webhooks(&self, deliveries: &[domain::ports::NewWebhook]) -> Result<u64, domain::ports::StoreError> {
                 if deliveries.is_empty() {
                     return Ok(0);
@@ -36,6 +37,7 @@ macro_rules! impl_webhook_store {
                 Ok(queued)
             }
 
+            #[tracing::instrument(level = "debug", skip_all)]
             async fn claim_webhooks(
                 &self,
                 now: domain::Timestamp,
@@ -54,6 +56,7 @@ macro_rules! impl_webhook_store {
                 rows.into_iter().map(TryInto::try_into).collect()
             }
 
+            #[tracing::instrument(level = "debug", skip_all, fields(delivery_id = %id))]
             async fn record_webhook_attempt(
                 &self,
                 id: uuid::Uuid,
@@ -90,6 +93,7 @@ macro_rules! impl_webhook_store {
                 tx.commit().await.map_err($crate::error::map_sqlx)
             }
 
+            #[tracing::instrument(level = "debug", skip_all, fields(delivery_id = %id))]
             async fn webhook_delivered(&self, id: uuid::Uuid, at: domain::Timestamp) -> Result<(), domain::ports::StoreError> {
                 let mut tx = self.begin_write().await?;
                 sqlx::query(
@@ -104,6 +108,7 @@ macro_rules! impl_webhook_store {
                 tx.commit().await.map_err($crate::error::map_sqlx)
             }
 
+            #[tracing::instrument(level = "debug", skip_all, fields(delivery_id = %id))]
             async fn webhook_dead_letter(
                 &self,
                 id: uuid::Uuid,
@@ -136,6 +141,7 @@ macro_rules! impl_webhook_store {
                 tx.commit().await.map_err($crate::error::map_sqlx)
             }
 
+            #[tracing::instrument(level = "debug", skip_all, fields(provider_id = provider.map(tracing::field::display)))]
             async fn list_webhooks(
                 &self,
                 provider: Option<domain::ProviderId>,
@@ -157,6 +163,7 @@ macro_rules! impl_webhook_store {
                 rows.into_iter().map(TryInto::try_into).collect()
             }
 
+            #[tracing::instrument(level = "debug", skip_all, fields(delivery_id = %id))]
             async fn webhook_attempts(&self, id: uuid::Uuid) -> Result<Vec<domain::ports::WebhookAttempt>, domain::ports::StoreError> {
                 let rows: Vec<(i32, chrono::DateTime<chrono::Utc>, String, Option<i32>, Option<String>, i32, Option<String>)> =
                     sqlx::query_as(
@@ -183,6 +190,7 @@ macro_rules! impl_webhook_store {
                     .collect())
             }
 
+            #[tracing::instrument(level = "debug", skip_all)]
             async fn webhook_cursor(&self) -> Result<i64, domain::ports::StoreError> {
                 let row: Option<(i64,)> = sqlx::query_as("SELECT last_event_id FROM webhook_cursor WHERE id = 1")
                     .fetch_optional(self.reader())
@@ -191,6 +199,7 @@ macro_rules! impl_webhook_store {
                 Ok(row.map_or(0, |(id,)| id))
             }
 
+            #[tracing::instrument(level = "debug", skip_all)]
             async fn advance_webhook_cursor(&self, to: i64) -> Result<(), domain::ports::StoreError> {
                 let mut tx = self.begin_write().await?;
                 sqlx::query("UPDATE webhook_cursor SET last_event_id = $1 WHERE id = 1 AND last_event_id < $1")
@@ -201,6 +210,7 @@ macro_rules! impl_webhook_store {
                 tx.commit().await.map_err($crate::error::map_sqlx)
             }
 
+            #[tracing::instrument(level = "debug", skip_all, fields(provider_id = %provider))]
             async fn rotate_webhook_secret(
                 &self,
                 provider: domain::ProviderId,

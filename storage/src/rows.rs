@@ -247,8 +247,8 @@ pub(crate) const VEHICLE_COLUMNS: &str = "vehicles.id, vehicles.provider_id, veh
      p.fix_at AS last_fix_at, p.speed_kmh AS last_speed_kmh, p.heading_deg AS last_heading_deg, \
      p.accuracy_m AS last_accuracy_m, p.source AS last_fix_source, vehicles.created_at, vehicles.updated_at";
 
-/// Vehicles and their latest positions (a table of their own, see migration 0008 on
-/// SQLite and 0007 on PostgreSQL); a vehicle that never reported has none.
+/// Vehicles and their latest positions (a table of their own, see migration 0008); a
+/// vehicle that never reported has none.
 pub(crate) const VEHICLES_WITH_POSITIONS: &str =
     "vehicles LEFT JOIN vehicle_positions p ON p.vehicle_id = vehicles.id";
 

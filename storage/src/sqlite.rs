@@ -219,30 +219,6 @@ impl SqliteStore {
 }
 
 impl SqliteStore {
-    /// PostgreSQL writes a dispatched intake in one statement to save round trips; here
-    /// the transaction's statements are calls into the process, and the transaction of
-    /// `dispatch_new_in_tx` does it.
-    #[allow(clippy::unused_async)]
-    async fn create_dispatched_case(
-        &self,
-        _case: &domain::Case,
-        _created: &domain::NewEvent,
-        _idempotency: Option<&domain::ports::IdempotencyClaim>,
-        _triage: &domain::NewEvent,
-        _reason: &str,
-        _offers: &[(domain::ports::NewOffer, domain::NewEvent)],
-    ) -> Result<
-        Option<(
-            domain::ports::CreateCaseOutcome,
-            Option<domain::ports::TriagedCase>,
-        )>,
-        StoreError,
-    > {
-        Ok(None)
-    }
-}
-
-impl SqliteStore {
     /// Appends an event in one statement, as PostgreSQL does: the insert takes the case's
     /// next sequence number, and the trigger of migration 0007 moves the case's counter
     /// along inside SQLite.
@@ -331,6 +307,8 @@ impl_store!(SqliteStore, sqlx::Sqlite);
 impl_dispatch_store!(SqliteStore, sqlx::Sqlite);
 impl_tracking_store!(SqliteStore, sqlx::Sqlite);
 impl_webhook_store!(SqliteStore, sqlx::Sqlite);
+// No one-statement intake: PostgreSQL has one to save round trips, but here the statements
+// of `dispatch_new_in_tx`'s transaction are calls into the process, and it writes the intake.
 impl_diagnosis_store!(SqliteStore, sqlx::Sqlite);
 
 impl domain::ports::Store for SqliteStore {

@@ -170,7 +170,7 @@ backend_test!(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_writes_that_queue_together_share_one_commit() {
-    let db = TestDatabase::create(Backend::Sqlite).await.unwrap();
+    let db = TestDatabase::create(Backend::Sqlite).await;
     let sqlite = db.sqlite.clone().unwrap();
     let before = sqlite.commit_stats();
     let cases: Vec<Case> = (0..200).map(|_| new_case()).collect();

@@ -331,15 +331,7 @@ async fn many_clients_and_providers_never_double_book(backend: storage::testing:
     .await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn many_clients_and_providers_never_double_book_on_sqlite() {
-    many_clients_and_providers_never_double_book(storage::testing::Backend::Sqlite).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn many_clients_and_providers_never_double_book_on_postgres() {
-    many_clients_and_providers_never_double_book(storage::testing::Backend::Postgres).await;
-}
+storage::backend_test!(many_clients_and_providers_never_double_book);
 
 async fn offers_that_expire_while_the_server_is_down_are_processed_once(
     backend: storage::testing::Backend,
@@ -476,21 +468,7 @@ async fn offers_that_expire_while_the_server_is_down_are_processed_once(
     .await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn offers_that_expire_while_the_server_is_down_are_processed_once_on_sqlite() {
-    offers_that_expire_while_the_server_is_down_are_processed_once(
-        storage::testing::Backend::Sqlite,
-    )
-    .await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn offers_that_expire_while_the_server_is_down_are_processed_once_on_postgres() {
-    offers_that_expire_while_the_server_is_down_are_processed_once(
-        storage::testing::Backend::Postgres,
-    )
-    .await;
-}
+storage::backend_test!(offers_that_expire_while_the_server_is_down_are_processed_once);
 
 /// The promise in the README: a crash loses at most the last second of positions. Fixes
 /// taken more than a second before the crash are in the database, so a new server knows
@@ -561,12 +539,4 @@ async fn a_crash_loses_at_most_the_last_second_of_fixes(backend: storage::testin
     .await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_crash_loses_at_most_the_last_second_of_fixes_on_sqlite() {
-    a_crash_loses_at_most_the_last_second_of_fixes(storage::testing::Backend::Sqlite).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_crash_loses_at_most_the_last_second_of_fixes_on_postgres() {
-    a_crash_loses_at_most_the_last_second_of_fixes(storage::testing::Backend::Postgres).await;
-}
+storage::backend_test!(a_crash_loses_at_most_the_last_second_of_fixes);

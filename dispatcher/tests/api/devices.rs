@@ -527,14 +527,4 @@ async fn a_jt808_blind_area_batch_enters_the_trajectory_of_the_job(
     .await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_jt808_blind_area_batch_enters_the_trajectory_of_the_job_on_sqlite() {
-    a_jt808_blind_area_batch_enters_the_trajectory_of_the_job(storage::testing::Backend::Sqlite)
-        .await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_jt808_blind_area_batch_enters_the_trajectory_of_the_job_on_postgres() {
-    a_jt808_blind_area_batch_enters_the_trajectory_of_the_job(storage::testing::Backend::Postgres)
-        .await;
-}
+storage::backend_test!(a_jt808_blind_area_batch_enters_the_trajectory_of_the_job);

@@ -274,21 +274,7 @@ async fn a_phone_solvable_case_is_claimed_solved_and_closed_without_a_truck(
     .await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_phone_solvable_case_is_claimed_solved_and_closed_without_a_truck_sqlite() {
-    a_phone_solvable_case_is_claimed_solved_and_closed_without_a_truck(
-        storage::testing::Backend::Sqlite,
-    )
-    .await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_phone_solvable_case_is_claimed_solved_and_closed_without_a_truck_postgres() {
-    a_phone_solvable_case_is_claimed_solved_and_closed_without_a_truck(
-        storage::testing::Backend::Postgres,
-    )
-    .await;
-}
+storage::backend_test!(a_phone_solvable_case_is_claimed_solved_and_closed_without_a_truck);
 
 api_test!(
     an_escalated_ticket_is_dispatched_at_once,
@@ -422,15 +408,7 @@ async fn night_on_a_rural_road_sends_a_vehicle(backend: storage::testing::Backen
     .await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn night_on_a_rural_road_sends_a_vehicle_sqlite() {
-    night_on_a_rural_road_sends_a_vehicle(storage::testing::Backend::Sqlite).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn night_on_a_rural_road_sends_a_vehicle_postgres() {
-    night_on_a_rural_road_sends_a_vehicle(storage::testing::Backend::Postgres).await;
-}
+storage::backend_test!(night_on_a_rural_road_sends_a_vehicle);
 
 api_test!(
     twenty_experts_claiming_five_hundred_tickets_get_each_exactly_once,
@@ -589,15 +567,7 @@ async fn an_unclaimed_ticket_falls_back_to_dispatch(backend: storage::testing::B
     .await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_unclaimed_ticket_falls_back_to_dispatch_sqlite() {
-    an_unclaimed_ticket_falls_back_to_dispatch(storage::testing::Backend::Sqlite).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_unclaimed_ticket_falls_back_to_dispatch_postgres() {
-    an_unclaimed_ticket_falls_back_to_dispatch(storage::testing::Backend::Postgres).await;
-}
+storage::backend_test!(an_unclaimed_ticket_falls_back_to_dispatch);
 
 /// An expert who disappears loses the claim after RESCUE_DIAGNOSIS_CLAIM_TIMEOUT_S and the
 /// ticket goes to the next expert.
@@ -680,15 +650,7 @@ async fn a_silent_expert_loses_the_claim(backend: storage::testing::Backend) {
     .await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_silent_expert_loses_the_claim_sqlite() {
-    a_silent_expert_loses_the_claim(storage::testing::Backend::Sqlite).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_silent_expert_loses_the_claim_postgres() {
-    a_silent_expert_loses_the_claim(storage::testing::Backend::Postgres).await;
-}
+storage::backend_test!(a_silent_expert_loses_the_claim);
 
 async fn put_rules(app: &TestApp, content_type: &str, text: &str) -> Reply {
     let response = app

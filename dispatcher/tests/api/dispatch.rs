@@ -736,12 +736,4 @@ async fn silence_cascades_then_escalates(backend: storage::testing::Backend) {
     .await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn silence_cascades_then_escalates_on_sqlite() {
-    silence_cascades_then_escalates(storage::testing::Backend::Sqlite).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn silence_cascades_then_escalates_on_postgres() {
-    silence_cascades_then_escalates(storage::testing::Backend::Postgres).await;
-}
+storage::backend_test!(silence_cascades_then_escalates);

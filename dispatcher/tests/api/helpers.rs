@@ -453,24 +453,13 @@ pub fn case_body() -> Value {
     })
 }
 
-/// Runs `body` against a fresh server on each backend: `api_test!(name, |app| async move { … })`.
+/// Runs `body` against a fresh server on each backend: `api_test!(name, |app| async move { … })`
+/// is `storage::backend_test!` with [`run_api_test`] as the runner (`name::sqlite`,
+/// `name::postgres`).
 #[macro_export]
 macro_rules! api_test {
     ($name:ident, $body:expr) => {
-        mod $name {
-            #[allow(unused_imports)]
-            use super::*;
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn sqlite() {
-                $crate::helpers::run_api_test(storage::testing::Backend::Sqlite, $body).await;
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn postgres() {
-                $crate::helpers::run_api_test(storage::testing::Backend::Postgres, $body).await;
-            }
-        }
+        storage::backend_test!($name, run = $crate::helpers::run_api_test, $body);
     };
 }
 

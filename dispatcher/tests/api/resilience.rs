@@ -59,7 +59,7 @@ impl Proxy {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_database_outage_gives_503_and_the_server_recovers() {
+async fn a_database_outage_gives_503_and_the_server_recovers_on_postgres() {
     storage::testing::run_on(storage::testing::Backend::Postgres, |db| async move {
         let mut url = reqwest::Url::parse(&db.url).unwrap();
         let host = url.host_str().unwrap().to_owned();

@@ -11,23 +11,9 @@ use serde_json::json;
 
 use crate::helpers::*;
 
-fn redis_url() -> Option<String> {
-    match std::env::var("REDIS_URL") {
-        Ok(url) if url.starts_with("redis") => Some(url),
-        _ => {
-            assert!(
-                std::env::var("RESCUE_TEST_REQUIRE_BACKENDS").as_deref() != Ok("1"),
-                "REDIS_URL must name a Redis server: run the tests with scripts/test"
-            );
-            eprintln!("skipping: REDIS_URL is not set (scripts/test sets it)");
-            None
-        }
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_instances_share_the_fleet_over_redis() {
-    let Some(redis) = redis_url() else { return };
+async fn two_instances_share_the_fleet_over_redis_on_postgres() {
+    let redis = storage::testing::redis_url();
     storage::testing::run_on(storage::testing::Backend::Postgres, |db| async move {
         let channel = format!("test:{}", uuid::Uuid::new_v4());
         let configure = |settings: &mut dispatcher::config::Settings| {

@@ -361,21 +361,7 @@ async fn a_truck_that_does_not_leave_raises_late_departure_which_agents_handle(
     .await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_truck_that_does_not_leave_raises_late_departure_which_agents_handle_on_sqlite() {
-    a_truck_that_does_not_leave_raises_late_departure_which_agents_handle(
-        storage::testing::Backend::Sqlite,
-    )
-    .await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_truck_that_does_not_leave_raises_late_departure_which_agents_handle_on_postgres() {
-    a_truck_that_does_not_leave_raises_late_departure_which_agents_handle(
-        storage::testing::Backend::Postgres,
-    )
-    .await;
-}
+storage::backend_test!(a_truck_that_does_not_leave_raises_late_departure_which_agents_handle);
 
 async fn the_trajectory_and_the_tracking_link_follow_the_truck(backend: storage::testing::Backend) {
     storage::testing::run_on(backend, |db| async move {
@@ -512,13 +498,4 @@ async fn the_trajectory_and_the_tracking_link_follow_the_truck(backend: storage:
     .await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_trajectory_and_the_tracking_link_follow_the_truck_on_sqlite() {
-    the_trajectory_and_the_tracking_link_follow_the_truck(storage::testing::Backend::Sqlite).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_trajectory_and_the_tracking_link_follow_the_truck_on_postgres() {
-    the_trajectory_and_the_tracking_link_follow_the_truck(storage::testing::Backend::Postgres)
-        .await;
-}
+storage::backend_test!(the_trajectory_and_the_tracking_link_follow_the_truck);

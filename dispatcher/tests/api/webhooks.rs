@@ -16,23 +16,6 @@ use wiremock::{Mock, MockServer, ResponseTemplate};
 
 use crate::helpers::*;
 
-/// `name_on_sqlite` and `name_on_postgres` tests running `name(backend)`.
-macro_rules! on_both_backends {
-    ($name:ident) => {
-        mod $name {
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn sqlite() {
-                super::$name(storage::testing::Backend::Sqlite).await;
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn postgres() {
-                super::$name(storage::testing::Backend::Postgres).await;
-            }
-        }
-    };
-}
-
 /// A server whose webhooks may reach loopback (wiremock), retrying fast.
 async fn spawn(db: storage::testing::TestDatabaseHandle, max_attempts: u32) -> TestApp {
     spawn_app_with(
@@ -265,7 +248,7 @@ async fn offers_and_cancellations_reach_the_provider_as_signed_webhooks(backend:
     })
     .await;
 }
-on_both_backends!(offers_and_cancellations_reach_the_provider_as_signed_webhooks);
+storage::backend_test!(offers_and_cancellations_reach_the_provider_as_signed_webhooks);
 
 async fn a_failing_endpoint_is_retried_then_dead_lettered_and_shown_to_agents(backend: Backend) {
     storage::testing::run_on(backend, |db| async move {
@@ -357,7 +340,7 @@ async fn a_failing_endpoint_is_retried_then_dead_lettered_and_shown_to_agents(ba
     })
     .await;
 }
-on_both_backends!(a_failing_endpoint_is_retried_then_dead_lettered_and_shown_to_agents);
+storage::backend_test!(a_failing_endpoint_is_retried_then_dead_lettered_and_shown_to_agents);
 
 async fn a_slow_endpoint_times_out_and_the_retry_delivers(backend: Backend) {
     storage::testing::run_on(backend, |db| async move {
@@ -401,7 +384,7 @@ async fn a_slow_endpoint_times_out_and_the_retry_delivers(backend: Backend) {
     })
     .await;
 }
-on_both_backends!(a_slow_endpoint_times_out_and_the_retry_delivers);
+storage::backend_test!(a_slow_endpoint_times_out_and_the_retry_delivers);
 
 async fn unsafe_webhook_urls_are_refused_at_registration(backend: Backend) {
     storage::testing::run_on(backend, |db| async move {
@@ -456,7 +439,7 @@ async fn unsafe_webhook_urls_are_refused_at_registration(backend: Backend) {
     })
     .await;
 }
-on_both_backends!(unsafe_webhook_urls_are_refused_at_registration);
+storage::backend_test!(unsafe_webhook_urls_are_refused_at_registration);
 
 async fn after_a_rotation_webhooks_verify_with_the_old_and_the_new_secret(backend: Backend) {
     storage::testing::run_on(backend, |db| async move {
@@ -514,7 +497,7 @@ async fn after_a_rotation_webhooks_verify_with_the_old_and_the_new_secret(backen
     })
     .await;
 }
-on_both_backends!(after_a_rotation_webhooks_verify_with_the_old_and_the_new_secret);
+storage::backend_test!(after_a_rotation_webhooks_verify_with_the_old_and_the_new_secret);
 
 async fn expired_and_withdrawn_offers_reach_the_provider_as_signed_webhooks(backend: Backend) {
     storage::testing::run_on(backend, |db| async move {
@@ -625,4 +608,4 @@ async fn expired_and_withdrawn_offers_reach_the_provider_as_signed_webhooks(back
     })
     .await;
 }
-on_both_backends!(expired_and_withdrawn_offers_reach_the_provider_as_signed_webhooks);
+storage::backend_test!(expired_and_withdrawn_offers_reach_the_provider_as_signed_webhooks);

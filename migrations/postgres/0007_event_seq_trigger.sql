@@ -1,0 +1,12 @@
+-- Nothing to do on PostgreSQL: the counterpart of SQLite's 0007_event_seq_trigger.sql,
+-- kept so that a migration number means the same change on both backends (see
+-- migrations/README.md).
+--
+-- SQLite's 0007 adds a trigger that moves a case's event counter along when an event is
+-- inserted with the case's next sequence number, so that appending an event takes one
+-- statement. PostgreSQL's append statement already bumps `cases.last_event_seq` in a
+-- CTE of the same statement (`PgStore::APPEND_EVENT_SQL`), so it needs no trigger.
+--
+-- Databases migrated before the numbers were aligned applied vehicle_positions as
+-- version 7; `PgStore::connect` renumbers that record to 8 and records this one as 7
+-- before the migrations run.
