@@ -9,7 +9,7 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 
 use crate::backend::{Backend, SqlStore, Transaction};
 use crate::error::map_sqlx;
-use crate::sql::impl_conn;
+use crate::sql::{Dialect, impl_conn};
 
 /// A write transaction of the shared queries.
 type Tx<'t> = sqlx::Transaction<'t, sqlx::Postgres>;
@@ -370,8 +370,10 @@ impl Backend for PgBackend {
 /// statement holds its position rows against a concurrent flush.
 const POSITION_CHUNK_ROWS: usize = 500;
 
-impl_conn!(sqlx::Postgres, &PgPool, |this| *this);
-impl_conn!(sqlx::Postgres, Tx<'_>, |this| &mut **this);
+impl_conn!(sqlx::Postgres, Dialect::Postgres, &PgPool, |this| *this);
+impl_conn!(sqlx::Postgres, Dialect::Postgres, Tx<'_>, |this| {
+    &mut **this
+});
 
 impl Transaction for Tx<'_> {
     async fn commit(self) -> Result<(), StoreError> {
@@ -444,7 +446,7 @@ impl PgStore {
         let shared = Self::bind_case_columns(crate::sql::query(sql.as_str()), case, to)
             .bind(at)
             .bind(fixed.len() as i64);
-        let (sql, args) = shared.into_parts();
+        let (sql, args) = shared.into_parts(Dialect::Postgres);
         let args = crate::sql::arguments::<sqlx::Postgres>(args).map_err(StoreError::Internal)?;
         let mut query = sqlx::query_with(sql, args)
             // The candidates, best first.

@@ -20,10 +20,27 @@ use sqlx::sqlite::SqliteRow;
 use sqlx::types::Json;
 use uuid::Uuid;
 
-/// A statement and its arguments. Placeholders are `$1`, `$2`, … in both dialects.
+/// A statement and its arguments. Placeholders written in the SQL are `$1`, `$2`, … in
+/// both dialects; those [`Query::push_bind`] adds are written in the dialect of the
+/// connection that runs the query (see [`Dialect`]).
 pub(crate) struct Query {
     sql: Cow<'static, str>,
     args: Vec<Arg>,
+    /// Where `push_bind` placeholders go: byte offset in `sql`, and the argument number.
+    pushed: Vec<(usize, usize)>,
+}
+
+/// How a backend writes the placeholders of a statement built piece by piece.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Dialect {
+    /// `$N`.
+    Postgres,
+    /// `?`, or `?N` in a statement that also has written `$N` placeholders. SQLite keeps
+    /// numbered and named parameters in a list it scans to prepare each one and again to
+    /// name each one when it is bound, so a multi-row insert of thousands of them spends
+    /// tens of milliseconds holding the single writer (quadratic); anonymous `?`s are
+    /// numbered as they come and never looked up.
+    Sqlite,
 }
 
 /// A statement to bind arguments to.
@@ -31,6 +48,7 @@ pub(crate) fn query(sql: impl Into<Cow<'static, str>>) -> Query {
     Query {
         sql: sql.into(),
         args: Vec::new(),
+        pushed: Vec::new(),
     }
 }
 
@@ -50,9 +68,7 @@ impl Query {
     /// Appends a placeholder bound to `value`.
     pub(crate) fn push_bind(&mut self, value: impl ToArg) -> &mut Self {
         self.args.push(value.to_arg());
-        let number = self.args.len();
-        // Writing into a `String` cannot fail.
-        let _ = write!(self.sql.to_mut(), "${number}");
+        self.pushed.push((self.sql.len(), self.args.len()));
         self
     }
 
@@ -104,9 +120,34 @@ impl Query {
         conn.all(self).await
     }
 
-    /// The statement and its arguments, for the connection that binds them.
-    pub(crate) fn into_parts(self) -> (sqlx::AssertSqlSafe<Cow<'static, str>>, Vec<Arg>) {
-        (sqlx::AssertSqlSafe(self.sql), self.args)
+    /// The statement in `dialect` and its arguments, for the connection that binds them.
+    pub(crate) fn into_parts(
+        self,
+        dialect: Dialect,
+    ) -> (sqlx::AssertSqlSafe<Cow<'static, str>>, Vec<Arg>) {
+        if self.pushed.is_empty() {
+            return (sqlx::AssertSqlSafe(self.sql), self.args);
+        }
+        // sqlx binds anonymous `?`s in order, apart from numbered ones: they may only
+        // stand alone.
+        let anonymous = dialect == Dialect::Sqlite && self.pushed.len() == self.args.len();
+        let mark = match dialect {
+            Dialect::Postgres => '$',
+            Dialect::Sqlite => '?',
+        };
+        let mut sql = String::with_capacity(self.sql.len() + self.pushed.len() * 6);
+        let mut copied = 0;
+        for (offset, number) in &self.pushed {
+            sql.push_str(&self.sql[copied..*offset]);
+            sql.push(mark);
+            if !anonymous {
+                // Writing into a `String` cannot fail.
+                let _ = write!(sql, "{number}");
+            }
+            copied = *offset;
+        }
+        sql.push_str(&self.sql[copied..]);
+        (sqlx::AssertSqlSafe(Cow::Owned(sql)), self.args)
     }
 }
 
@@ -291,17 +332,17 @@ where
     Ok(out)
 }
 
-/// [`Conn`] for a sqlx executor of a concrete database: `$executor` is an expression of
-/// `self` that sqlx accepts as its executor.
+/// [`Conn`] for a sqlx executor of a concrete database, writing placeholders in
+/// `$dialect`: `$executor` is an expression of `self` that sqlx accepts as its executor.
 macro_rules! impl_conn {
-    ($db:ty, $type:ty, |$this:ident| $executor:expr) => {
+    ($db:ty, $dialect:expr, $type:ty, |$this:ident| $executor:expr) => {
         impl $crate::sql::Conn for $type {
             async fn run(
                 &mut self,
                 query: $crate::sql::Query,
             ) -> Result<u64, domain::ports::StoreError> {
                 let $this = self;
-                let (sql, args) = query.into_parts();
+                let (sql, args) = query.into_parts($dialect);
                 let args = $crate::sql::arguments::<$db>(args)
                     .map_err(domain::ports::StoreError::Internal)?;
                 let result = sqlx::query_with(sql, args)
@@ -316,7 +357,7 @@ macro_rules! impl_conn {
                 query: $crate::sql::Query,
             ) -> Result<Option<R>, domain::ports::StoreError> {
                 let $this = self;
-                let (sql, args) = query.into_parts();
+                let (sql, args) = query.into_parts($dialect);
                 let args = $crate::sql::arguments::<$db>(args)
                     .map_err(domain::ports::StoreError::Internal)?;
                 sqlx::query_as_with::<$db, R, _>(sql, args)
@@ -330,7 +371,7 @@ macro_rules! impl_conn {
                 query: $crate::sql::Query,
             ) -> Result<Vec<R>, domain::ports::StoreError> {
                 let $this = self;
-                let (sql, args) = query.into_parts();
+                let (sql, args) = query.into_parts($dialect);
                 let args = $crate::sql::arguments::<$db>(args)
                     .map_err(domain::ports::StoreError::Internal)?;
                 sqlx::query_as_with::<$db, R, _>(sql, args)
@@ -343,3 +384,50 @@ macro_rules! impl_conn {
 }
 
 pub(crate) use impl_conn;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pushed_placeholders_are_written_in_the_connections_dialect() {
+        let mut built = query("INSERT INTO t (a, b) ");
+        built.push_values([(1i64, "x"), (2, "y")], |row, (a, b)| {
+            row.push_bind(a).push_bind(b);
+        });
+        let (sql, args) = built.into_parts(Dialect::Sqlite);
+        assert_eq!(sql.0, "INSERT INTO t (a, b) VALUES (?, ?), (?, ?)");
+        assert_eq!(args.len(), 4);
+
+        let mut built = query("SELECT 1 FROM t WHERE a = $1").bind(7i64);
+        built
+            .push(" AND b IN (")
+            .push_bind("p")
+            .push(", ")
+            .push_bind("q")
+            .push(")");
+        let (sql, _) = built.into_parts(Dialect::Postgres);
+        assert_eq!(sql.0, "SELECT 1 FROM t WHERE a = $1 AND b IN ($2, $3)");
+        let mut built = query("SELECT 1 FROM t WHERE a = $1").bind(7i64);
+        built.push(" AND b = ").push_bind("p");
+        let (sql, _) = built.into_parts(Dialect::Sqlite);
+        assert_eq!(
+            sql.0, "SELECT 1 FROM t WHERE a = $1 AND b = ?2",
+            "numbered beside numbered"
+        );
+
+        let (sql, _) = query("SELECT $1").bind(1i64).into_parts(Dialect::Sqlite);
+        assert_eq!(sql.0, "SELECT $1", "written placeholders are left alone");
+    }
+
+    #[test]
+    fn nulls_keep_their_type() {
+        assert!(matches!(None::<Uuid>.to_arg(), Arg::Uuid(None)));
+        assert!(matches!(None::<&str>.to_arg(), Arg::Text(None)));
+        assert!(matches!(Some(2.5f64).to_arg(), Arg::F64(Some(_))));
+        assert!(matches!(
+            None::<Json<serde_json::Value>>.to_arg(),
+            Arg::Json(None)
+        ));
+    }
+}

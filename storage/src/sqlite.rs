@@ -13,7 +13,7 @@ use sqlx::sqlite::{
 use crate::backend::{Backend, SqlStore, Transaction};
 use crate::error::map_sqlx;
 use crate::group_commit::{CommitStats, GroupWriter, WriteTx};
-use crate::sql::impl_conn;
+use crate::sql::{Dialect, impl_conn};
 
 /// How hard SQLite works to make a commit durable (`PRAGMA synchronous`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -303,8 +303,10 @@ impl Backend for SqliteBackend {
     }
 }
 
-impl_conn!(sqlx::Sqlite, &SqlitePool, |this| *this);
-impl_conn!(sqlx::Sqlite, WriteTx<'_>, |this| &mut **this);
+impl_conn!(sqlx::Sqlite, Dialect::Sqlite, &SqlitePool, |this| *this);
+impl_conn!(sqlx::Sqlite, Dialect::Sqlite, WriteTx<'_>, |this| {
+    &mut **this
+});
 
 impl Transaction for WriteTx<'_> {
     async fn commit(self) -> Result<(), StoreError> {

@@ -223,42 +223,12 @@ impl<B: Backend> SqlStore<B> {
         reason: &str,
         released: &mut domain::ports::Released,
     ) -> Result<(), domain::ports::StoreError> {
-        let sql = format!(
-            "UPDATE offers SET state = 'withdrawn', answered_at = $2 WHERE case_id = $1 AND state = 'pending' RETURNING {}",
-            crate::rows::OFFER_COLUMNS
-        );
-        let rows: Vec<crate::rows::OfferRow> = query(sql)
-            .bind(case_id.as_uuid())
-            .bind(domain::time::to_storage_precision(at))
-            .fetch_all(&mut *tx)
-            .await?;
-        for row in rows {
-            let offer: domain::Offer = row.try_into()?;
-            if Self::move_vehicle(
-                tx,
-                offer.vehicle_id,
-                domain::VehicleState::Offered,
-                domain::VehicleState::Available,
-                at,
-            )
-            .await?
-            {
-                released.vehicles.push(offer.vehicle_id);
-            }
-            Self::append_in_tx(
-                tx,
-                case_id,
-                domain::NewEvent::new(
-                    domain::EventKind::OfferWithdrawn,
-                    actor.clone(),
-                    at,
-                    serde_json::json!({"offer_id": offer.id, "vehicle_id": offer.vehicle_id, "provider_id": offer.provider_id, "reason": reason}),
-                ),
-            )
-            .await?;
-            released.offers.push(offer);
-        }
-        Ok(())
+        let ended = Ended {
+            sql: "UPDATE offers SET state = 'withdrawn', answered_at = $2 WHERE case_id = $1 AND state = 'pending'",
+            vehicle_was: domain::VehicleState::Offered,
+            event: domain::EventKind::OfferWithdrawn,
+        };
+        Self::end_offers(tx, case_id, ended, actor, at, reason, released).await
     }
 
     /// Ends the case's job, if any, freeing its vehicle.
@@ -270,10 +240,27 @@ impl<B: Backend> SqlStore<B> {
         reason: &str,
         released: &mut domain::ports::Released,
     ) -> Result<(), domain::ports::StoreError> {
-        let sql = format!(
-            "UPDATE offers SET released_at = $2 WHERE case_id = $1 AND state = 'accepted' AND released_at IS NULL RETURNING {}",
-            crate::rows::OFFER_COLUMNS
-        );
+        let ended = Ended {
+            sql: "UPDATE offers SET released_at = $2 WHERE case_id = $1 AND state = 'accepted' AND released_at IS NULL",
+            vehicle_was: domain::VehicleState::Busy,
+            event: domain::EventKind::VehicleReleased,
+        };
+        Self::end_offers(tx, case_id, ended, actor, at, reason, released).await
+    }
+
+    /// Ends the offers `ended.sql` updates, freeing each one's vehicle (from
+    /// `ended.vehicle_was` to available) and recording `ended.event` for it.
+    #[allow(clippy::too_many_arguments)]
+    async fn end_offers(
+        tx: &mut B::Tx<'_>,
+        case_id: domain::CaseId,
+        ended: Ended,
+        actor: &domain::Actor,
+        at: domain::Timestamp,
+        reason: &str,
+        released: &mut domain::ports::Released,
+    ) -> Result<(), domain::ports::StoreError> {
+        let sql = format!("{} RETURNING {}", ended.sql, crate::rows::OFFER_COLUMNS);
         let rows: Vec<crate::rows::OfferRow> = query(sql)
             .bind(case_id.as_uuid())
             .bind(domain::time::to_storage_precision(at))
@@ -281,22 +268,22 @@ impl<B: Backend> SqlStore<B> {
             .await?;
         for row in rows {
             let offer: domain::Offer = row.try_into()?;
-            if Self::move_vehicle(
+            let freed = Self::move_vehicle(
                 tx,
                 offer.vehicle_id,
-                domain::VehicleState::Busy,
+                ended.vehicle_was,
                 domain::VehicleState::Available,
                 at,
             )
-            .await?
-            {
+            .await?;
+            if freed {
                 released.vehicles.push(offer.vehicle_id);
             }
             Self::append_in_tx(
                 tx,
                 case_id,
                 domain::NewEvent::new(
-                    domain::EventKind::VehicleReleased,
+                    ended.event,
                     actor.clone(),
                     at,
                     serde_json::json!({"offer_id": offer.id, "vehicle_id": offer.vehicle_id, "provider_id": offer.provider_id, "reason": reason}),
@@ -1307,4 +1294,12 @@ impl<B: Backend> domain::ports::DispatchStore for SqlStore<B> {
             .await?;
         rows.into_iter().map(TryInto::try_into).collect()
     }
+}
+
+/// How [`SqlStore::end_offers`] ends a case's offers: the update (`$1` the case, `$2` the
+/// time) that selects and ends them, the state their vehicles leave, the event recorded.
+struct Ended {
+    sql: &'static str,
+    vehicle_was: domain::VehicleState,
+    event: domain::EventKind,
 }
