@@ -1,8 +1,9 @@
 //! The domain's storage ports ([`domain::ports::Store`]) for SQLite and PostgreSQL.
 //!
 //! Both backends run the same queries: the SQL is written once, in the dialect both
-//! understand (`$1` placeholders, `RETURNING`, `ON CONFLICT`, partial indexes), and
-//! instantiated for each backend by [`impl_store!`](crate::queries). Each backend has its own
+//! understand (`$1` placeholders, `RETURNING`, `ON CONFLICT`, partial indexes), as
+//! ordinary generic code over the small [`Backend`] trait that holds what differs
+//! (`queries/`, `backend.rs`, `sql.rs`). Each backend has its own
 //! migrations folder (`migrations/sqlite`, `migrations/postgres`) because their types differ:
 //! PostgreSQL gets `uuid`, `timestamptz` and `jsonb`; SQLite gets blobs, RFC 3339 text and
 //! JSON text in `STRICT` tables.
@@ -17,20 +18,19 @@
 //! up together share one commit (group commit, `group_commit.rs`): each is a savepoint
 //! in the open transaction, and each caller returns once the shared commit is durable.
 
+mod backend;
 mod error;
 mod group_commit;
 mod postgres;
 mod queries;
-mod queries_diagnosis;
-mod queries_dispatch;
-mod queries_tracking;
-mod queries_webhooks;
 mod rows;
+mod sql;
 mod sqlite;
 
+pub use crate::backend::SqlStore;
 pub use crate::group_commit::CommitStats;
-pub use crate::postgres::{PgOptions, PgStore};
-pub use crate::sqlite::{SqliteOptions, SqliteStore, Synchronous};
+pub use crate::postgres::{PgBackend, PgOptions, PgStore};
+pub use crate::sqlite::{SqliteBackend, SqliteOptions, SqliteStore, Synchronous};
 
 #[cfg(feature = "testing")]
 pub mod testing;

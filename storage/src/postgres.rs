@@ -7,12 +7,9 @@ use domain::ports::StoreError;
 use sqlx::ConnectOptions;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 
+use crate::backend::{Backend, SqlStore, Transaction};
 use crate::error::map_sqlx;
-use crate::queries::impl_store;
-use crate::queries_diagnosis::impl_diagnosis_store;
-use crate::queries_dispatch::impl_dispatch_store;
-use crate::queries_tracking::impl_tracking_store;
-use crate::queries_webhooks::impl_webhook_store;
+use crate::sql::{Dialect, impl_conn};
 
 /// A write transaction of the shared queries.
 type Tx<'t> = sqlx::Transaction<'t, sqlx::Postgres>;
@@ -45,8 +42,11 @@ impl PgOptions {
 }
 
 /// The store on PostgreSQL.
+pub type PgStore = SqlStore<PgBackend>;
+
+/// PostgreSQL's pools.
 #[derive(Debug, Clone)]
-pub struct PgStore {
+pub struct PgBackend {
     pool: PgPool,
     /// Connections whose commits do not wait for the WAL flush, for position data only
     /// (see [`PgStore::begin_fix_write`]).
@@ -83,7 +83,7 @@ async fn renumber_vehicle_positions(pool: &PgPool) -> Result<(), StoreError> {
     if table.is_none() {
         return Ok(()); // a new database
     }
-    let mut tx = PgStore::begin_on(pool).await?;
+    let mut tx = begin_on(pool).await?;
     sqlx::query("LOCK TABLE _sqlx_migrations IN SHARE ROW EXCLUSIVE MODE")
         .execute(&mut *tx)
         .await
@@ -192,42 +192,7 @@ impl PgStore {
             .run(&pool)
             .await
             .map_err(|error| StoreError::Internal(Box::new(error)))?;
-        Ok(Self { pool, fixes })
-    }
-
-    fn reader(&self) -> &PgPool {
-        &self.pool
-    }
-
-    /// A write transaction. `BEGIN` runs in a task of its own: sqlx 0.9 leaves a pooled
-    /// connection inside a transaction nothing will end when the future of `begin` is
-    /// dropped during its round trip (transact-rs/sqlx#4385), and a request cancelled by
-    /// its client or by the request timeout would do exactly that. The next borrower's
-    /// statements would then hold their row locks forever.
-    async fn begin_write(&self) -> Result<Tx<'_>, StoreError> {
-        Self::begin_on(&self.pool).await
-    }
-
-    /// A write of position data (trajectory points), committed asynchronously like the
-    /// position flushes: see the position pool in [`PgStore::connect`].
-    async fn begin_fix_write(&self) -> Result<Tx<'_>, StoreError> {
-        Self::begin_on(&self.fixes).await
-    }
-
-    async fn begin_on(pool: &PgPool) -> Result<Tx<'static>, StoreError> {
-        let pool = pool.clone();
-        tokio::spawn(async move { pool.begin().await })
-            .await
-            .map_err(|error| {
-                StoreError::Unavailable(format!("the transaction task failed: {error}"))
-            })?
-            .map_err(map_sqlx)
-    }
-
-    /// A write on a request's critical path. PostgreSQL has no single writer to jump the
-    /// queue of: as `begin_write`.
-    async fn begin_urgent_write(&self) -> Result<Tx<'_>, StoreError> {
-        self.begin_write().await
+        Ok(SqlStore(PgBackend { pool, fixes }))
     }
 
     /// The pool, for tests that must show what the database itself refuses.
@@ -243,48 +208,84 @@ impl PgStore {
     }
 }
 
-impl PgStore {
+/// A write transaction on `pool`. `BEGIN` runs in a task of its own: sqlx 0.9 leaves a
+/// pooled connection inside a transaction nothing will end when the future of `begin` is
+/// dropped during its round trip (transact-rs/sqlx#4385), and a request cancelled by its
+/// client or by the request timeout would do exactly that. The next borrower's statements
+/// would then hold their row locks forever.
+async fn begin_on(pool: &PgPool) -> Result<Tx<'static>, StoreError> {
+    let pool = pool.clone();
+    tokio::spawn(async move { pool.begin().await })
+        .await
+        .map_err(|error| StoreError::Unavailable(format!("the transaction task failed: {error}")))?
+        .map_err(map_sqlx)
+}
+
+impl Backend for PgBackend {
+    const NAME: &str = "postgres";
+    // A dispatched intake is one statement here, not the seven round trips of the
+    // transaction.
+    const ONE_STATEMENT_INTAKE: bool = true;
+
     /// Appends an event in one round trip: the bump of the case's sequence (which locks
     /// the case row, as `next_event_seq`) feeds the insert.
-    const APPEND_EVENT_SQL: &'static str = "WITH bumped AS (UPDATE cases SET last_event_seq = last_event_seq + 1, updated_at = $2 \
+    const APPEND_EVENT_SQL: &str = "WITH bumped AS (UPDATE cases SET last_event_seq = last_event_seq + 1, updated_at = $2 \
          WHERE id = $1 RETURNING last_event_seq) \
          INSERT INTO case_events (case_id, seq, at, kind, actor, data) \
          SELECT $1, last_event_seq, $2, $3, $4, $5 FROM bumped RETURNING id, seq";
 
     /// Claims due webhook deliveries under a lease.
-    const CLAIM_WEBHOOKS_SQL: &'static str = "UPDATE webhook_deliveries SET claimed_until = $3 \
+    const CLAIM_WEBHOOKS_SQL: &str = "UPDATE webhook_deliveries SET claimed_until = $3 \
          WHERE id IN (SELECT id FROM webhook_deliveries WHERE status = 'pending' AND next_attempt_at <= $1 \
          AND (claimed_until IS NULL OR claimed_until < $1) ORDER BY next_attempt_at LIMIT $2 FOR UPDATE SKIP LOCKED) \
          RETURNING id, provider_id, event, case_id, url, body, status, attempts, next_attempt_at, deadline, created_at, delivered_at, dead_lettered_at, dead_letter_reason";
 
     /// The next ticket for an expert, locked with its case; tickets other experts are
     /// claiming right now are skipped, not waited for.
-    const CLAIM_TICKET_SQL: &'static str = "SELECT t.id, t.case_id FROM diagnosis_tickets t JOIN cases c ON c.id = t.case_id \
+    const CLAIM_TICKET_SQL: &str = "SELECT t.id, t.case_id FROM diagnosis_tickets t JOIN cases c ON c.id = t.case_id \
          WHERE t.outcome IS NULL AND (t.claimed_by IS NULL OR t.claim_expires_at <= $1) \
          AND t.skill IN (SELECT jsonb_array_elements_text($2)) AND t.queued_at > $3 \
          ORDER BY t.priority DESC, t.queued_at ASC, t.id ASC LIMIT 1 FOR UPDATE OF t, c SKIP LOCKED";
 
     /// Pending offers due for expiry, locking their cases and skipping cases another
     /// instance is working on, so concurrent sweeps share the work without waiting.
-    const DUE_OFFERS_SQL: &'static str = "SELECT o.id, o.case_id FROM offers o JOIN cases c ON c.id = o.case_id \
+    const DUE_OFFERS_SQL: &str = "SELECT o.id, o.case_id FROM offers o JOIN cases c ON c.id = o.case_id \
          WHERE o.state = 'pending' AND o.expires_at <= $1 ORDER BY o.expires_at LIMIT $2 \
          FOR UPDATE OF c SKIP LOCKED";
 
-    /// Positions one statement writes. An offer's claim of a truck locks its `vehicles`
-    /// row, never its position (a table of its own), so this only bounds how long one
-    /// statement holds its position rows against a concurrent flush.
-    const POSITION_CHUNK_ROWS: usize = 500;
+    type Reader<'a> = &'a PgPool;
+    type Tx<'t> = Tx<'t>;
+
+    fn reader(&self) -> &PgPool {
+        &self.pool
+    }
+
+    async fn begin_write(&self) -> Result<Tx<'_>, StoreError> {
+        begin_on(&self.pool).await
+    }
+
+    /// A write on a request's critical path. PostgreSQL has no single writer to jump the
+    /// queue of: as `begin_write`.
+    async fn begin_urgent_write(&self) -> Result<Tx<'_>, StoreError> {
+        begin_on(&self.pool).await
+    }
+
+    /// A write of position data (trajectory points), committed asynchronously like the
+    /// position flushes: see the position pool in [`PgStore::connect`].
+    async fn begin_fix_write(&self) -> Result<Tx<'_>, StoreError> {
+        begin_on(&self.fixes).await
+    }
 
     /// Latest positions: one `INSERT … SELECT FROM UNNEST(arrays) ON CONFLICT DO UPDATE` per
     /// chunk into `vehicle_positions`, in vehicle-id order
     /// (one lock order for every writer, so concurrent flushes cannot deadlock).
-    async fn save_last_fixes_impl(
+    async fn save_last_fixes(
         &self,
         fixes: &[(domain::VehicleId, domain::Fix)],
     ) -> Result<u64, StoreError> {
         let rows = crate::rows::newest_fix_per_vehicle(fixes);
         let mut moved = 0;
-        for chunk in rows.chunks(Self::POSITION_CHUNK_ROWS) {
+        for chunk in rows.chunks(POSITION_CHUNK_ROWS) {
             let mut ids = Vec::with_capacity(chunk.len());
             let (mut lats, mut lons, mut times) = (Vec::new(), Vec::new(), Vec::new());
             let (mut speeds, mut headings, mut accuracies, mut sources) =
@@ -324,22 +325,63 @@ impl PgStore {
         }
         Ok(moved)
     }
+
+    async fn create_triaged_case(
+        store: &PgStore,
+        case: &domain::Case,
+        created: &domain::NewEvent,
+        idempotency: Option<&domain::ports::IdempotencyClaim>,
+        triage: &domain::ports::TriageWrite,
+    ) -> Result<
+        (
+            domain::ports::CreateCaseOutcome,
+            Option<domain::ports::TriagedCase>,
+        ),
+        StoreError,
+    > {
+        match triage {
+            domain::ports::TriageWrite::Dispatch {
+                event,
+                reason,
+                offers,
+            } => {
+                store
+                    .create_dispatched_case_in_one_statement(
+                        case,
+                        created,
+                        idempotency,
+                        event,
+                        reason,
+                        offers,
+                    )
+                    .await
+            }
+            domain::ports::TriageWrite::Queue { .. } => {
+                store
+                    .create_triaged_case_in_transaction(case, created, idempotency, triage)
+                    .await
+            }
+        }
+    }
 }
 
-impl_store!(PgStore, sqlx::Postgres);
-impl_dispatch_store!(PgStore, sqlx::Postgres);
-impl_tracking_store!(PgStore, sqlx::Postgres);
-impl_webhook_store!(PgStore, sqlx::Postgres);
-// A dispatched intake is one statement here, not the seven round trips of the transaction.
-impl_diagnosis_store!(
-    PgStore,
-    sqlx::Postgres,
-    one_statement_intake: create_dispatched_case_in_one_statement
-);
+/// Positions one statement writes. An offer's claim of a truck locks its `vehicles`
+/// row, never its position (a table of its own), so this only bounds how long one
+/// statement holds its position rows against a concurrent flush.
+const POSITION_CHUNK_ROWS: usize = 500;
 
-impl domain::ports::Store for PgStore {
-    fn backend(&self) -> &'static str {
-        "postgres"
+impl_conn!(sqlx::Postgres, Dialect::Postgres, &PgPool, |this| *this);
+impl_conn!(sqlx::Postgres, Dialect::Postgres, Tx<'_>, |this| {
+    &mut **this
+});
+
+impl Transaction for Tx<'_> {
+    async fn commit(self) -> Result<(), StoreError> {
+        sqlx::Transaction::commit(self).await.map_err(map_sqlx)
+    }
+
+    async fn rollback(self) -> Result<(), StoreError> {
+        sqlx::Transaction::rollback(self).await.map_err(map_sqlx)
     }
 }
 
@@ -399,10 +441,14 @@ impl PgStore {
             &*DISPATCHED_CASE_SQL
         };
         let json = |event: &domain::NewEvent| serde_json::to_string(&event.data);
-        let query = sqlx::query(sqlx::AssertSqlSafe(sql.as_str()));
-        let mut query = Self::bind_case_columns(query, case, to)
+        // The case's columns as the shared `insert_case_row` binds them, then this
+        // statement's own arrays, which only PostgreSQL binds.
+        let shared = Self::bind_case_columns(crate::sql::query(sql.as_str()), case, to)
             .bind(at)
-            .bind(fixed.len() as i64)
+            .bind(fixed.len() as i64);
+        let (sql, args) = shared.into_parts(Dialect::Postgres);
+        let args = crate::sql::arguments::<sqlx::Postgres>(args).map_err(StoreError::Internal)?;
+        let mut query = sqlx::query_with(sql, args)
             // The candidates, best first.
             .bind(candidates.vehicle_ids)
             .bind(candidates.offer_ids)

@@ -10,13 +10,10 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 
+use crate::backend::{Backend, SqlStore, Transaction};
 use crate::error::map_sqlx;
 use crate::group_commit::{CommitStats, GroupWriter, WriteTx};
-use crate::queries::impl_store;
-use crate::queries_diagnosis::impl_diagnosis_store;
-use crate::queries_dispatch::impl_dispatch_store;
-use crate::queries_tracking::impl_tracking_store;
-use crate::queries_webhooks::impl_webhook_store;
+use crate::sql::{Dialect, impl_conn};
 
 /// How hard SQLite works to make a commit durable (`PRAGMA synchronous`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -41,9 +38,6 @@ impl FromStr for Synchronous {
         }
     }
 }
-
-/// A write transaction of the shared queries.
-type Tx<'t> = WriteTx<'t>;
 
 /// Connection settings for [`SqliteStore`].
 #[derive(Debug, Clone)]
@@ -72,8 +66,11 @@ impl SqliteOptions {
 }
 
 /// The store on SQLite.
+pub type SqliteStore = SqlStore<SqliteBackend>;
+
+/// SQLite's connections: the one writer and the readers.
 #[derive(Debug, Clone)]
-pub struct SqliteStore {
+pub struct SqliteBackend {
     writer: Arc<GroupWriter>,
     readers: SqlitePool,
     /// The connection that checkpoints the write-ahead log.
@@ -171,30 +168,11 @@ impl SqliteStore {
             .await
             .map_err(map_sqlx)?;
         tokio::spawn(checkpoint_wal(checkpointer.clone()));
-        Ok(Self {
+        Ok(SqlStore(SqliteBackend {
             writer: GroupWriter::new(writer, options.acquire_timeout),
             readers,
             checkpointer,
-        })
-    }
-
-    fn reader(&self) -> &SqlitePool {
-        &self.readers
-    }
-
-    async fn begin_write(&self) -> Result<Tx<'_>, StoreError> {
-        self.writer.begin(false).await.map_err(map_sqlx)
-    }
-
-    /// A write of position data (trajectory points): an ordinary write on SQLite, whose
-    /// group commit already shares the fsync.
-    async fn begin_fix_write(&self) -> Result<Tx<'_>, StoreError> {
-        self.begin_write().await
-    }
-
-    /// A write on a request's critical path: the writer takes it before the others.
-    async fn begin_urgent_write(&self) -> Result<Tx<'_>, StoreError> {
-        self.writer.begin(true).await.map_err(map_sqlx)
+        }))
     }
 
     /// The writer pool, for tests that must show what the database itself refuses.
@@ -218,59 +196,83 @@ impl SqliteStore {
     }
 }
 
-impl SqliteStore {
+/// Vehicles whose position one statement updates. SQLite has one writer: a flush of
+/// 10,000 positions in one transaction would hold it for tens of milliseconds while
+/// dispatch writes queue behind it, so a flush is cut into short transactions (about
+/// 2 ms each with the commit) that other writers interleave with.
+const POSITION_CHUNK_ROWS: usize = 200;
+
+/// The rows of a chunk arrive as one JSON array of `[id as hex, lat, lon, ts, speed,
+/// heading, accuracy, source]`: sqlx binds 1,600 separate parameters about four times
+/// slower than SQLite parses them as JSON. A vehicle unknown here is left out, and a
+/// stored position never moves back in time. The chunk is sorted by vehicle, and the
+/// table is stored in vehicle order, so a chunk rewrites a run of neighbouring pages.
+const UPSERT_POSITIONS_SQL: &str = "WITH u(id, lat, lon, ts, speed, heading, accuracy, source) AS MATERIALIZED \
+     (SELECT unhex(value ->> 0), value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5, value ->> 6, value ->> 7 \
+     FROM json_each($1)) \
+     INSERT INTO vehicle_positions (vehicle_id, lat, lon, fix_at, speed_kmh, heading_deg, accuracy_m, source) \
+     SELECT u.id, u.lat, u.lon, u.ts, u.speed, u.heading, u.accuracy, u.source FROM u \
+     WHERE EXISTS (SELECT 1 FROM vehicles WHERE vehicles.id = u.id) \
+     ON CONFLICT (vehicle_id) DO UPDATE SET lat = excluded.lat, lon = excluded.lon, fix_at = excluded.fix_at, \
+     speed_kmh = excluded.speed_kmh, heading_deg = excluded.heading_deg, accuracy_m = excluded.accuracy_m, \
+     source = excluded.source WHERE excluded.fix_at > vehicle_positions.fix_at";
+
+impl Backend for SqliteBackend {
+    const NAME: &'static str = "sqlite";
+
     /// Appends an event in one statement, as PostgreSQL does: the insert takes the case's
     /// next sequence number, and the trigger of migration 0007 moves the case's counter
     /// along inside SQLite.
-    const APPEND_EVENT_SQL: &'static str = "INSERT INTO case_events (case_id, seq, at, kind, actor, data) \
+    const APPEND_EVENT_SQL: &str = "INSERT INTO case_events (case_id, seq, at, kind, actor, data) \
          SELECT $1, last_event_seq + 1, $2, $3, $4, $5 FROM cases WHERE id = $1 RETURNING id, seq";
     /// Claims due webhook deliveries under a lease.
-    const CLAIM_WEBHOOKS_SQL: &'static str = "UPDATE webhook_deliveries SET claimed_until = $3 \
+    const CLAIM_WEBHOOKS_SQL: &str = "UPDATE webhook_deliveries SET claimed_until = $3 \
          WHERE id IN (SELECT id FROM webhook_deliveries WHERE status = 'pending' AND next_attempt_at <= $1 \
          AND (claimed_until IS NULL OR claimed_until < $1) ORDER BY next_attempt_at LIMIT $2) \
          RETURNING id, provider_id, event, case_id, url, body, status, attempts, next_attempt_at, deadline, created_at, delivered_at, dead_lettered_at, dead_letter_reason";
 
     /// The next ticket for an expert. One writer at a time: the select and the update of
     /// the claim run in one transaction nobody else can interleave with.
-    const CLAIM_TICKET_SQL: &'static str = "SELECT t.id, t.case_id FROM diagnosis_tickets t \
+    const CLAIM_TICKET_SQL: &str = "SELECT t.id, t.case_id FROM diagnosis_tickets t \
          WHERE t.outcome IS NULL AND (t.claimed_by IS NULL OR t.claim_expires_at <= $1) \
          AND t.skill IN (SELECT value FROM json_each($2)) AND t.queued_at > $3 \
          ORDER BY t.priority DESC, t.queued_at ASC, t.id ASC LIMIT 1";
 
     /// Pending offers due for expiry. One writer at a time: no row locks needed.
-    const DUE_OFFERS_SQL: &'static str = "SELECT o.id, o.case_id FROM offers o \
+    const DUE_OFFERS_SQL: &str = "SELECT o.id, o.case_id FROM offers o \
          WHERE o.state = 'pending' AND o.expires_at <= $1 ORDER BY o.expires_at LIMIT $2";
 
-    /// Vehicles whose position one statement updates. SQLite has one writer: a flush of
-    /// 10,000 positions in one transaction would hold it for tens of milliseconds while
-    /// dispatch writes queue behind it, so a flush is cut into short transactions (about
-    /// 2 ms each with the commit) that other writers interleave with.
-    const POSITION_CHUNK_ROWS: usize = 200;
+    type Reader<'a> = &'a SqlitePool;
+    type Tx<'t> = WriteTx<'t>;
 
-    /// The rows of a chunk arrive as one JSON array of `[id as hex, lat, lon, ts, speed,
-    /// heading, accuracy, source]`: sqlx binds 1,600 separate parameters about four times
-    /// slower than SQLite parses them as JSON. A vehicle unknown here is left out, and a
-    /// stored position never moves back in time. The chunk is sorted by vehicle, and the
-    /// table is stored in vehicle order, so a chunk rewrites a run of neighbouring pages.
-    const UPSERT_POSITIONS_SQL: &'static str = "WITH u(id, lat, lon, ts, speed, heading, accuracy, source) AS MATERIALIZED \
-         (SELECT unhex(value ->> 0), value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5, value ->> 6, value ->> 7 \
-         FROM json_each($1)) \
-         INSERT INTO vehicle_positions (vehicle_id, lat, lon, fix_at, speed_kmh, heading_deg, accuracy_m, source) \
-         SELECT u.id, u.lat, u.lon, u.ts, u.speed, u.heading, u.accuracy, u.source FROM u \
-         WHERE EXISTS (SELECT 1 FROM vehicles WHERE vehicles.id = u.id) \
-         ON CONFLICT (vehicle_id) DO UPDATE SET lat = excluded.lat, lon = excluded.lon, fix_at = excluded.fix_at, \
-         speed_kmh = excluded.speed_kmh, heading_deg = excluded.heading_deg, accuracy_m = excluded.accuracy_m, \
-         source = excluded.source WHERE excluded.fix_at > vehicle_positions.fix_at";
+    fn reader(&self) -> &SqlitePool {
+        &self.readers
+    }
+
+    async fn begin_write(&self) -> Result<WriteTx<'_>, StoreError> {
+        self.writer.begin(false).await.map_err(map_sqlx)
+    }
+
+    /// A write on a request's critical path: the writer takes it before the others.
+    async fn begin_urgent_write(&self) -> Result<WriteTx<'_>, StoreError> {
+        self.writer.begin(true).await.map_err(map_sqlx)
+    }
+
+    /// A write of position data (trajectory points): an ordinary write on SQLite, whose
+    /// group commit already shares the fsync.
+    async fn begin_fix_write(&self) -> Result<WriteTx<'_>, StoreError> {
+        self.begin_write().await
+    }
 
     /// Latest positions: one multi-row upsert into `vehicle_positions` per chunk, each in
     /// its own transaction.
-    async fn save_last_fixes_impl(
+    async fn save_last_fixes(
         &self,
         fixes: &[(domain::VehicleId, domain::Fix)],
     ) -> Result<u64, StoreError> {
         let rows = crate::rows::newest_fix_per_vehicle(fixes);
         let mut moved = 0;
-        for chunk in rows.chunks(Self::POSITION_CHUNK_ROWS) {
+        for chunk in rows.chunks(POSITION_CHUNK_ROWS) {
             let rows: Vec<serde_json::Value> = chunk
                 .iter()
                 .map(|(id, fix)| {
@@ -291,28 +293,27 @@ impl SqliteStore {
                 .collect();
             let body = serde_json::Value::Array(rows).to_string();
             let mut tx = self.begin_write().await?;
-            moved += sqlx::query(Self::UPSERT_POSITIONS_SQL)
+            moved += crate::sql::query(UPSERT_POSITIONS_SQL)
                 .bind(body)
-                .execute(&mut *tx)
-                .await
-                .map_err(map_sqlx)?
-                .rows_affected();
+                .execute(&mut tx)
+                .await?;
             tx.commit().await.map_err(map_sqlx)?;
         }
         Ok(moved)
     }
 }
 
-impl_store!(SqliteStore, sqlx::Sqlite);
-impl_dispatch_store!(SqliteStore, sqlx::Sqlite);
-impl_tracking_store!(SqliteStore, sqlx::Sqlite);
-impl_webhook_store!(SqliteStore, sqlx::Sqlite);
-// No one-statement intake: PostgreSQL has one to save round trips, but here the statements
-// of `dispatch_new_in_tx`'s transaction are calls into the process, and it writes the intake.
-impl_diagnosis_store!(SqliteStore, sqlx::Sqlite);
+impl_conn!(sqlx::Sqlite, Dialect::Sqlite, &SqlitePool, |this| *this);
+impl_conn!(sqlx::Sqlite, Dialect::Sqlite, WriteTx<'_>, |this| {
+    &mut **this
+});
 
-impl domain::ports::Store for SqliteStore {
-    fn backend(&self) -> &'static str {
-        "sqlite"
+impl Transaction for WriteTx<'_> {
+    async fn commit(self) -> Result<(), StoreError> {
+        WriteTx::commit(self).await.map_err(map_sqlx)
+    }
+
+    async fn rollback(self) -> Result<(), StoreError> {
+        WriteTx::rollback(self).await.map_err(map_sqlx)
     }
 }

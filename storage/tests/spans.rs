@@ -1,4 +1,4 @@
-//! Every store call is a `debug` span named after the call, carrying the ids it is about
+//! Every store call is a `debug` span named after the call, carrying the backend and the ids it is about
 //! and never a phone number (`#[tracing::instrument]` on the trait methods, inside their
 //! `#[async_trait]` impls).
 
@@ -106,9 +106,14 @@ backend_test!(
         assert_eq!(created.len(), 1, "{created:?}");
         let span = &created[0];
         assert_eq!(span.level, tracing::Level::DEBUG);
+        assert_eq!(
+            span.fields.get("backend").map(String::as_str),
+            Some(backend),
+            "the span names the backend: {span:?}"
+        );
         assert!(
-            span.target.ends_with(backend),
-            "the target names the backend: {span:?}"
+            span.target.starts_with("storage::"),
+            "`RUST_LOG=storage=debug` turns the spans on: {span:?}"
         );
         let looked_up = spans("get_vehicle", "vehicle_id", truck);
         assert_eq!(looked_up.len(), 1, "{looked_up:?}");
