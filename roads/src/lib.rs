@@ -13,8 +13,8 @@
 //!     &Profile::default(),
 //!     Some("/var/cache/rescue".as_ref()),
 //! )?;
-//! let customer = LatLon::new(43.7384, 7.4246)?;
-//! let trucks = [Origin::at(LatLon::new(43.7311, 7.4197)?)];
+//! let customer = LatLon::new(43.7384, 7.4246).expect("a valid position");
+//! let trucks = [Origin::at(LatLon::new(43.7311, 7.4197).expect("a valid position"))];
 //! for eta in network.etas_to(customer, &trucks) {
 //!     match eta {
 //!         Some(eta) => println!("{:.0} s over {:.0} m of road", eta.time_s, eta.distance_m),
