@@ -15,7 +15,7 @@ use crate::api;
 use crate::api::state::{AppState, KeyCache, Limits};
 use crate::bus::Bus;
 use crate::config::{Config, DatabaseKind, parse_listen, parse_radii_km};
-use crate::matching::{ProviderScores, StraightLineEta};
+use crate::matching::{EtaModel, ProviderScores, RoadNetworkEta, StraightLineEta};
 use crate::runtime;
 use crate::security::Keys;
 use crate::services::alerts::Alerts;
@@ -121,18 +121,29 @@ impl Application {
                 .await
                 .context("loading the fleet")?,
         );
-        let eta = Arc::new(StraightLineEta {
+        let straight_line = StraightLineEta {
             detour_factor: settings.eta_detour_factor,
             urban_kmh: settings.eta_speed_urban_kmh,
             rural_kmh: settings.eta_speed_rural_kmh,
             highway_kmh: settings.eta_speed_highway_kmh,
             setup_s: u32::try_from(settings.eta_setup_s).unwrap_or(u32::MAX),
-        });
+        };
+        let road_network = load_road_network(settings).await?;
+        let (eta, candidates): (Arc<dyn EtaModel>, usize) = match &road_network {
+            None => (Arc::new(straight_line), settings.dispatch_candidates),
+            Some(network) => (
+                Arc::new(RoadNetworkEta {
+                    network: network.clone(),
+                    fallback: straight_line,
+                }),
+                settings.road_candidates,
+            ),
+        };
         let scores = Arc::new(ProviderScores::default());
         let to_u32 = |value: u64| u32::try_from(value).unwrap_or(u32::MAX);
         let dispatch_settings = DispatchSettings {
             radii_m: parse_radii_km(&settings.dispatch_radii_km)?,
-            candidates: settings.dispatch_candidates,
+            candidates,
             max_attempts: settings.max_offer_attempts,
             offer_timeout_s: to_u32(settings.offer_timeout_s),
             fix_max_age_s: to_u32(settings.fix_max_age_s),
@@ -212,6 +223,7 @@ impl Application {
             alerts,
             calls,
             cases,
+            road_network,
         };
         let devices = DeviceListeners {
             jt808: bind_optional(&state.config.settings.jt808_addr, "RESCUE_JT808_ADDR").await?,
@@ -441,5 +453,42 @@ pub async fn shutdown_signal() {
     tokio::select! {
         () = ctrl_c => tracing::info!("received Ctrl-C"),
         () = terminate => tracing::info!("received SIGTERM"),
+    }
+}
+
+/// The road network `RESCUE_ROAD_NETWORK` names, loaded (from the prepared cache when it
+/// holds this extract and profile, otherwise read and prepared, then cached); `None`
+/// without one. A missing or bad extract or profile stops start-up with its error.
+pub async fn load_road_network(
+    settings: &crate::config::Settings,
+) -> anyhow::Result<Option<Arc<roads::RoadNetwork>>> {
+    if settings.road_network.is_empty() {
+        return Ok(None);
+    }
+    let path = std::path::PathBuf::from(&settings.road_network);
+    let profile = match settings.road_profile.as_str() {
+        "" => roads::Profile::default(),
+        file => roads::Profile::from_file(std::path::Path::new(file))?,
+    };
+    let cache = road_cache_dir(settings);
+    let snap_max_m = settings.road_snap_max_m;
+    let network = tokio::task::spawn_blocking(move || {
+        roads::RoadNetwork::load(&path, &profile, Some(&cache))
+    })
+    .await
+    .context("the road network loader failed")??
+    .with_snap_max_m(snap_max_m);
+    // The recorder must exist before the gauge is set, or the value is lost.
+    let _ = crate::telemetry::prometheus();
+    metrics::gauge!(crate::telemetry::ROAD_NETWORK_BYTES).set(network.stats().memory_bytes as f64);
+    Ok(Some(Arc::new(network)))
+}
+
+/// Where prepared road networks are cached: `RESCUE_ROAD_CACHE_DIR`, or a folder in the
+/// system's temporary directory.
+pub fn road_cache_dir(settings: &crate::config::Settings) -> std::path::PathBuf {
+    match settings.road_cache_dir.as_str() {
+        "" => std::env::temp_dir().join("rescue-roads"),
+        dir => std::path::PathBuf::from(dir),
     }
 }

@@ -141,6 +141,16 @@ settings! {
         help = "Average speed towards a highway location in the default ETA model";
     eta_setup_s: u64 = 120, env = "RESCUE_ETA_SETUP_S", shown = "120",
         help = "Seconds added to every ETA for the crew to get going";
+    road_network: String = String::new(), env = "RESCUE_ROAD_NETWORK", shown = "unset: straight-line ETAs",
+        help = "An OpenStreetMap extract (.osm.pbf): match and promise on road ETAs over it";
+    road_profile: String = String::new(), env = "RESCUE_ROAD_PROFILE", shown = "the built-in car profile",
+        help = "A car profile (TOML, the shape of roads/profiles/car.toml) instead of the built-in one";
+    road_cache_dir: String = String::new(), env = "RESCUE_ROAD_CACHE_DIR", shown = "the system's temporary directory",
+        help = "Where the prepared road network is cached, keyed by the extract's and the profile's hash";
+    road_snap_max_m: f64 = 200.0, env = "RESCUE_ROAD_SNAP_MAX_M", shown = "200",
+        help = "A point farther than this from any drivable road is estimated on the straight line";
+    road_candidates: usize = 32, env = "RESCUE_ROAD_CANDIDATES", shown = "32",
+        help = "With a road network: nearest vehicles (by straight line) ranked by road ETA for each offer";
     tie_window_s: u64 = 60, env = "RESCUE_TIE_WINDOW_S", shown = "60",
         help = "ETAs within this many seconds (or 10 %) of the best are near-ties, broken by provider record";
     index_rebuild_s: u64 = 60, env = "RESCUE_INDEX_REBUILD_S", shown = "60",
@@ -323,6 +333,14 @@ impl Config {
         anyhow::ensure!(
             settings.dispatch_candidates >= 1,
             "RESCUE_DISPATCH_CANDIDATES must be at least 1"
+        );
+        anyhow::ensure!(
+            settings.road_candidates >= 1,
+            "RESCUE_ROAD_CANDIDATES must be at least 1"
+        );
+        anyhow::ensure!(
+            settings.road_snap_max_m.is_finite() && settings.road_snap_max_m >= 0.0,
+            "RESCUE_ROAD_SNAP_MAX_M must be a distance in metres, 0 or more"
         );
         anyhow::ensure!(
             settings.eta_detour_factor >= 1.0 && settings.eta_detour_factor <= 5.0,

@@ -32,6 +32,27 @@ enum Command {
     },
     /// Print the OpenAPI document and exit.
     Openapi,
+    /// Road networks.
+    Roads {
+        #[command(subcommand)]
+        command: RoadsCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum RoadsCommand {
+    /// Read and prepare an OpenStreetMap extract into the cache `serve` loads it from, so
+    /// that the server starts in seconds.
+    Prepare {
+        /// The extract (.osm.pbf).
+        file: std::path::PathBuf,
+        /// A car profile (TOML) instead of the built-in one.
+        #[arg(long, env = "RESCUE_ROAD_PROFILE", hide_env_values = true)]
+        profile: Option<std::path::PathBuf>,
+        /// The cache folder [default: the system's temporary directory, rescue-roads].
+        #[arg(long, env = "RESCUE_ROAD_CACHE_DIR", hide_env_values = true)]
+        cache_dir: Option<std::path::PathBuf>,
+    },
 }
 
 #[tokio::main]
@@ -69,6 +90,39 @@ async fn main() -> anyhow::Result<()> {
                 task.abort();
             }
             outcome
+        }
+        Command::Roads {
+            command:
+                RoadsCommand::Prepare {
+                    file,
+                    profile,
+                    cache_dir,
+                },
+        } => {
+            telemetry::init_logging("pretty", "info")?;
+            let profile = match profile {
+                Some(path) => roads::Profile::from_file(&path)?,
+                None => roads::Profile::default(),
+            };
+            let cache = cache_dir.unwrap_or_else(|| std::env::temp_dir().join("rescue-roads"));
+            let network = roads::RoadNetwork::load(&file, &profile, Some(&cache))?;
+            let stats = network.stats();
+            println!(
+                "{}: {} routing nodes, {} turns, {} left out of the largest connected part; {:.1} MB in memory; {} in {} ms; cached in {}",
+                file.display(),
+                stats.edges,
+                stats.arcs,
+                stats.build.dropped_edges,
+                stats.memory_bytes as f64 / 1e6,
+                if stats.from_cache {
+                    "loaded from the cache"
+                } else {
+                    "prepared"
+                },
+                stats.load_ms,
+                cache.display(),
+            );
+            Ok(())
         }
         Command::Openapi => {
             let document = dispatcher::api::openapi();

@@ -22,6 +22,8 @@ pub const RATE_LIMITED: &str = "rescue_rate_limited_total";
 pub const LOGINS: &str = "rescue_logins_total";
 /// Dispatch latency (request accepted → first offer stored), seconds.
 pub const DISPATCH_LATENCY: &str = "rescue_dispatch_latency_seconds";
+/// Bytes of memory the loaded road network holds.
+pub const ROAD_NETWORK_BYTES: &str = "rescue_road_network_bytes";
 
 /// The process-wide Prometheus recorder, installed on first use.
 pub fn prometheus() -> PrometheusHandle {

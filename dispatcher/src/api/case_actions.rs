@@ -47,6 +47,11 @@ pub struct Candidate {
     pub distance_m: f64,
     /// Estimated time of arrival by the ETA model, seconds.
     pub eta_s: u32,
+    /// What estimated it: `road` (the road network) or `straight_line` (no network, or
+    /// this truck or the customer is off it).
+    pub eta_model: String,
+    /// Metres of road to the customer; null on the straight line.
+    pub road_distance_m: Option<f64>,
     /// The provider's acceptance rate (0–1).
     pub acceptance_rate: f64,
     /// The provider's on-time rate (0–1).
@@ -97,6 +102,8 @@ pub async fn candidates(
                 provider_name: found.provider_name,
                 distance_m: candidate.distance_m.round(),
                 eta_s: candidate.eta_s,
+                eta_model: candidate.eta_model.to_owned(),
+                road_distance_m: candidate.road_distance_m,
                 acceptance_rate: (candidate.score.acceptance_rate * 1000.0).round() / 1000.0,
                 on_time_rate: (candidate.score.on_time_rate * 1000.0).round() / 1000.0,
                 near_tie: candidate.near_tie,

@@ -21,6 +21,27 @@ pub struct Health {
     /// The storage backend: `sqlite` or `postgres`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub storage: Option<&'static str>,
+    /// How ETAs are estimated: `road` or `straight_line`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub eta_model: Option<&'static str>,
+    /// The loaded road network, with a road ETA model.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub road_network: Option<RoadNetworkHealth>,
+}
+
+/// A loaded road network.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct RoadNetworkHealth {
+    /// The extract's file name.
+    pub file: String,
+    /// Routing nodes (directed road stretches between junctions).
+    pub edges: usize,
+    /// Bytes of memory the network holds.
+    pub memory_bytes: usize,
+    /// Whether it came from the prepared cache.
+    pub from_cache: bool,
+    /// Milliseconds it took to load.
+    pub load_ms: u64,
 }
 
 /// The process is up.
@@ -30,6 +51,8 @@ pub async fn healthz() -> Json<Health> {
     Json(Health {
         status: "ok",
         storage: None,
+        eta_model: None,
+        road_network: None,
     })
 }
 
@@ -45,6 +68,21 @@ pub async fn readyz(
         Ok(Ok(())) => Ok(Json(Health {
             status: "ready",
             storage: Some(state.store.backend()),
+            eta_model: Some(state.cascade.eta_model().name()),
+            road_network: state.road_network.as_ref().map(|network| {
+                let stats = network.stats();
+                RoadNetworkHealth {
+                    file: stats
+                        .file
+                        .file_name()
+                        .map(|name| name.to_string_lossy().into_owned())
+                        .unwrap_or_default(),
+                    edges: stats.edges,
+                    memory_bytes: stats.memory_bytes,
+                    from_cache: stats.from_cache,
+                    load_ms: stats.load_ms,
+                }
+            }),
         })),
         Ok(Err(error)) => Err(crate::api::error::ApiError::unavailable(error)),
         Err(_) => Err(crate::api::error::ApiError::unavailable(anyhow::anyhow!(

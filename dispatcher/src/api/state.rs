@@ -71,6 +71,8 @@ pub struct AppState {
     pub calls: Arc<Calls>,
     /// Use case: reading cases, notes and customer updates.
     pub cases: Arc<Cases>,
+    /// The road network ETAs are estimated on, when one is configured.
+    pub road_network: Option<Arc<roads::RoadNetwork>>,
 }
 
 /// A short-lived cache of authenticated providers by API-key hash.

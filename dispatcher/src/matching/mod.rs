@@ -6,5 +6,5 @@
 mod eta;
 mod rank;
 
-pub use eta::{EtaModel, StraightLineEta};
+pub use eta::{Eta, EtaModel, EtaOrigin, RoadNetworkEta, StraightLineEta};
 pub use rank::{ProviderScore, ProviderScores, RankedCandidate, rank};

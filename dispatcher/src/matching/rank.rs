@@ -96,6 +96,10 @@ pub struct RankedCandidate {
     pub distance_m: f64,
     /// Estimated time of arrival, seconds.
     pub eta_s: u32,
+    /// Which model estimated it: `road` or `straight_line`.
+    pub eta_model: &'static str,
+    /// Metres of road to the customer; `None` on the straight line.
+    pub road_distance_m: Option<f64>,
     /// The provider's record.
     pub score: ProviderScore,
     /// Contract priority.
@@ -113,6 +117,7 @@ pub struct RankedCandidate {
 /// use domain::{ProviderId, VehicleId};
 /// let candidate = |eta_s, acceptance_rate| RankedCandidate {
 ///     vehicle_id: VehicleId::new_v7(), provider_id: ProviderId::new_v7(), distance_m: 0.0, eta_s,
+///     eta_model: "straight_line", road_distance_m: None,
 ///     score: ProviderScore { acceptance_rate, on_time_rate: 0.9 }, priority: 0, near_tie: false,
 /// };
 /// // 600 s with a poor record against 630 s with a good one: a near-tie, the record wins.
@@ -163,6 +168,8 @@ mod tests {
             provider_id: ProviderId::new_v7(),
             distance_m: f64::from(eta_s) * 8.0,
             eta_s,
+            eta_model: "straight_line",
+            road_distance_m: None,
             score: ProviderScore {
                 acceptance_rate,
                 on_time_rate: 0.9,

@@ -19,7 +19,7 @@ use domain::{
 };
 use parking_lot::Mutex;
 
-use crate::matching::{EtaModel, ProviderScores, RankedCandidate, rank};
+use crate::matching::{EtaModel, EtaOrigin, ProviderScores, RankedCandidate, rank};
 use crate::services::alerts::Alerts;
 use crate::services::fleet_ingest::FleetRegistry;
 use crate::services::views::{OfferView, offer_view};
@@ -281,17 +281,21 @@ impl OfferCascade {
             if found.is_empty() {
                 continue;
             }
+            let origins: Vec<EtaOrigin> = found
+                .iter()
+                .map(|candidate| EtaOrigin::at(candidate.vehicle.position))
+                .collect();
+            let etas = self.eta.etas(&point, case.location.road_kind, &origins);
             let candidates = found
                 .into_iter()
-                .map(|candidate| RankedCandidate {
+                .zip(etas)
+                .map(|(candidate, eta)| RankedCandidate {
                     vehicle_id: candidate.vehicle.id,
                     provider_id: candidate.vehicle.provider,
                     distance_m: candidate.distance_m,
-                    eta_s: self.eta.eta_s(
-                        &candidate.vehicle.position,
-                        &point,
-                        case.location.road_kind,
-                    ),
+                    eta_s: eta.eta_s,
+                    eta_model: eta.model,
+                    road_distance_m: eta.road_distance_m.map(f64::round),
                     score: self.scores.get(candidate.vehicle.provider),
                     priority: self.registry.priority(candidate.vehicle.provider),
                     near_tie: false,
@@ -380,6 +384,8 @@ impl OfferCascade {
                     "provider_id": candidate.provider_id,
                     "distance_m": candidate.distance_m.round(),
                     "eta_s": candidate.eta_s,
+                    "eta_model": candidate.eta_model,
+                    "road_distance_m": candidate.road_distance_m,
                     "acceptance_rate": (candidate.score.acceptance_rate * 1000.0).round() / 1000.0,
                     "on_time_rate": (candidate.score.on_time_rate * 1000.0).round() / 1000.0,
                     "near_tie": candidate.near_tie,

@@ -15,6 +15,7 @@ mod health;
 mod helpers;
 mod idempotency;
 mod resilience;
+mod roads;
 mod scale_out;
 mod sessions;
 mod tracking;
